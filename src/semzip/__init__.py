@@ -1,0 +1,13 @@
+"""semzip: semantic image compression toolkit.
+
+The core (this package, the container format and the entropy layer) needs only numpy and constriction;
+torch, diffusers, open_clip and friends are imported lazily by the backends that need them.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from semzip.errors import SemzipError
+
+__all__ = ["SemzipError", "__version__"]

@@ -1,0 +1,491 @@
+"""The semzip container: the one place that reads or writes archive bytes.
+
+Byte layout (all integers little-endian; ``uvarint`` = unsigned LEB128), documented in docs/format.md:
+
+    preamble   magic b"\\x89SMZ" | major u8 | minor u8
+    section*   type u8 | name_len u8 | name ascii | length uvarint | payload | crc32 u32
+
+The first section is the HEADER (UTF-8 JSON); its CRC also covers the preamble, and it lists every section
+that follows, so a missing, extra or reordered section is detected. Item payloads live in blocks inside one
+ITEMS section; the INDEX section gives each block's item count, byte length and CRC32, so one item decodes
+after reading only the header, the index and its own block. Only numpy-free stdlib code lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import BinaryIO
+
+from semzip.errors import (
+    CorruptedSectionError,
+    InvalidInputError,
+    ModelMismatchError,
+    NotAContainerError,
+    ResourceLimitError,
+    UnsupportedVersionError,
+)
+from semzip.format.varint import decode_uvarint, encode_uvarint
+
+MAGIC = b"\x89SMZ"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+PREAMBLE_SIZE = len(MAGIC) + 2
+CRC_SIZE = 4
+NAMES_SECTION = "names"
+
+
+class SectionType(IntEnum):
+    """What a section holds; the reader refuses types it does not know."""
+
+    HEADER = 1  # UTF-8 JSON: codec, parameters, models, section list
+    BLOB = 2  # opaque codec payload (dictionary, statistics, ...)
+    INDEX = 3  # per-block item count, byte length, CRC32
+    ITEMS = 4  # concatenated item blocks
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Safety limits applied before anything is allocated (decompression-bomb guard)."""
+
+    max_header_bytes: int = 16 << 20
+    max_sections: int = 4096
+    max_blocks: int = 1 << 24
+    max_items: int = 1 << 32
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model a stream needs: its role (encoder, generator, ...), registry name and weight fingerprint."""
+
+    role: str
+    name: str
+    fingerprint: str
+
+    def to_json(self) -> dict:
+        return {"role": self.role, "name": self.name, "fingerprint": self.fingerprint}
+
+
+@dataclass
+class Header:
+    """Archive-level metadata, stored once: which codec, with which parameters, needing which models."""
+
+    codec: str
+    params: dict = field(default_factory=dict)
+    models: list[ModelRef] = field(default_factory=list)
+    n_items: int = 0
+    writer: str = ""
+
+    def model(self, role: str) -> ModelRef | None:
+        """The model recorded for ``role``, or None."""
+        return next((m for m in self.models if m.role == role), None)
+
+    def require_model(self, role: str, name: str, fingerprint: str) -> None:
+        """Refuse to decode with a model other than the one the stream was encoded with."""
+        ref = self.model(role)
+        if ref is None:
+            raise ModelMismatchError(f"the archive records no {role} model; it cannot be decoded with {name!r}")
+        if ref.name != name or ref.fingerprint != fingerprint:
+            raise ModelMismatchError(
+                f"the archive was encoded with {role} {ref.name!r} (fingerprint {ref.fingerprint}); "
+                f"refusing to decode with {name!r} (fingerprint {fingerprint}). Load the model it names."
+            )
+
+
+@dataclass(frozen=True)
+class SectionInfo:
+    """Where a section lies in the file, as found by the reader (payload offset and length)."""
+
+    type: SectionType
+    name: str
+    offset: int
+    length: int
+    record_size: int  # bytes of the whole record: type, name, length field, payload and CRC
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One entry of the item index."""
+
+    n_items: int
+    offset: int  # byte offset of the block inside the ITEMS payload
+    length: int
+    crc: int
+    first_item: int
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def _section_record(stype: SectionType, name: str, payload: bytes, crc_prefix: bytes = b"") -> bytes:
+    raw_name = name.encode("ascii")
+    if len(raw_name) > 255:
+        raise InvalidInputError(f"section name too long: {name!r}")
+    body = bytes([int(stype), len(raw_name)]) + raw_name + encode_uvarint(len(payload)) + payload
+    crc = zlib.crc32(crc_prefix + body) & 0xFFFFFFFF
+    return body + crc.to_bytes(4, "little")
+
+
+def _pack_index(blocks: Sequence[tuple[int, bytes]]) -> bytes:
+    out = bytearray(encode_uvarint(len(blocks)))
+    for n_items, payload in blocks:
+        out += encode_uvarint(n_items) + encode_uvarint(len(payload))
+        out += (zlib.crc32(payload) & 0xFFFFFFFF).to_bytes(4, "little")
+    return bytes(out)
+
+
+def _pack_names(names: Sequence[str]) -> bytes:
+    for n in names:
+        if "\n" in n or not n:
+            raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
+    return zlib.compress("\n".join(names).encode("utf-8"), 9)
+
+
+def pack(
+    header: Header,
+    blobs: dict[str, bytes] | None = None,
+    blocks: Sequence[tuple[int, bytes]] = (),
+    names: Sequence[str] | None = None,
+) -> bytes:
+    """Serialise a whole container. ``blocks`` are (n_items, payload) pairs; ``names`` one per item."""
+    blobs = dict(blobs or {})
+    if NAMES_SECTION in blobs:
+        raise InvalidInputError(f"blob name {NAMES_SECTION!r} is reserved for item names")
+    n_items = sum(n for n, _ in blocks)
+    if names is not None:
+        if len(names) != n_items:
+            raise InvalidInputError(f"{len(names)} names given for {n_items} items")
+        blobs[NAMES_SECTION] = _pack_names(names)
+    header.n_items = n_items
+    body: list[tuple[SectionType, str, bytes]] = [(SectionType.BLOB, k, bytes(v)) for k, v in blobs.items()]
+    if blocks:
+        body.append((SectionType.INDEX, "index", _pack_index(blocks)))
+        body.append((SectionType.ITEMS, "items", b"".join(p for _, p in blocks)))
+    meta = {
+        "codec": header.codec,
+        "params": header.params,
+        "models": [m.to_json() for m in header.models],
+        "n_items": n_items,
+        "writer": header.writer,
+        "sections": [[int(t), name] for t, name, _ in body],
+    }
+    head = json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
+    preamble = MAGIC + bytes([FORMAT_MAJOR, FORMAT_MINOR])
+    parts = [preamble, _section_record(SectionType.HEADER, "header", head, crc_prefix=preamble)]
+    parts += [_section_record(t, name, payload) for t, name, payload in body]
+    return b"".join(parts)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> int:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"output folder does not exist: {directory}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(data)
+
+
+def write(path: str | os.PathLike, header: Header, blobs=None, blocks=(), names=None) -> int:
+    """Pack and atomically write a container; returns the number of bytes written."""
+    return atomic_write(path, pack(header, blobs, blocks, names))
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+class Container:
+    """A parsed container over bytes or an open file; sections are read (and CRC-checked) on demand."""
+
+    def __init__(self, source: bytes | BinaryIO, size: int, limits: Limits = DEFAULT_LIMITS, label: str = "input"):
+        self._src = source
+        self._size = size
+        self.limits = limits
+        self.label = label
+        self._blocks: list[BlockInfo] | None = None
+        self._names: list[str] | None = None
+        self._parse()
+
+    # -- construction
+    @classmethod
+    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
+        """Parse a container held in memory."""
+        return cls(bytes(data), len(data), limits, label="buffer")
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Container:
+        """Open a container file; only the header and section boundaries are read now."""
+        p = Path(path)
+        if not p.is_file():
+            raise InvalidInputError(f"no such archive: {p}")
+        fh = open(p, "rb")
+        try:
+            return cls(fh, p.stat().st_size, limits, label=str(p))
+        except BaseException:
+            fh.close()
+            raise
+
+    def close(self) -> None:
+        if not isinstance(self._src, bytes):
+            self._src.close()
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- low level
+    def _read(self, offset: int, n: int) -> bytes:
+        if offset < 0 or n < 0 or offset + n > self._size:
+            raise CorruptedSectionError(f"{self.label}: file is truncated (needs byte {offset + n}, has {self._size})")
+        if isinstance(self._src, bytes):
+            return self._src[offset : offset + n]
+        self._src.seek(offset)
+        data = self._src.read(n)
+        if len(data) != n:
+            raise CorruptedSectionError(f"{self.label}: file is truncated")
+        return data
+
+    def _record_head(self, pos: int) -> tuple[SectionType, str, int, int]:
+        """Parse type, name and length at ``pos``; return (type, name, payload offset, payload length)."""
+        head = self._read(pos, min(2 + 255 + 10, self._size - pos))
+        if len(head) < 3:
+            raise CorruptedSectionError(f"{self.label}: file is truncated inside a section header")
+        try:
+            stype = SectionType(head[0])
+        except ValueError:
+            raise CorruptedSectionError(f"{self.label}: unknown section type {head[0]} at byte {pos}") from None
+        name_len = head[1]
+        raw_name = head[2 : 2 + name_len]
+        if len(raw_name) != name_len:
+            raise CorruptedSectionError(f"{self.label}: file is truncated inside a section name")
+        try:
+            name = raw_name.decode("ascii")
+        except UnicodeDecodeError:
+            raise CorruptedSectionError(f"{self.label}: section name at byte {pos} is not ASCII") from None
+        length, p = decode_uvarint(head, 2 + name_len, what="section length")
+        start = pos + p
+        if start + length + CRC_SIZE > self._size:
+            raise CorruptedSectionError(
+                f"{self.label}: section {name!r} declares {length} bytes but the file ends first (truncated?)"
+            )
+        return stype, name, start, length
+
+    def _check_crc(self, info: SectionInfo, payload: bytes, prefix: bytes = b"") -> None:
+        head_start = info.offset - (info.record_size - info.length - CRC_SIZE)
+        head = self._read(head_start, info.offset - head_start)
+        stored = int.from_bytes(self._read(info.offset + info.length, CRC_SIZE), "little")
+        if zlib.crc32(prefix + head + payload) & 0xFFFFFFFF != stored:
+            raise CorruptedSectionError(f"{self.label}: section {info.name!r} is corrupted (CRC32 mismatch)")
+
+    def _parse(self) -> None:
+        pre = self._read(0, min(PREAMBLE_SIZE, self._size))
+        if len(pre) < len(MAGIC) or pre[: len(MAGIC)] != MAGIC:
+            raise NotAContainerError(f"{self.label} is not a semzip archive (magic bytes missing)")
+        if len(pre) < PREAMBLE_SIZE:
+            raise CorruptedSectionError(f"{self.label}: file is truncated inside the preamble")
+        self.format_version = (pre[4], pre[5])
+        # the header CRC covers the preamble: check it before trusting the version byte
+        stype, name, start, length = self._record_head(PREAMBLE_SIZE)
+        if length > self.limits.max_header_bytes:
+            raise ResourceLimitError(f"{self.label}: header of {length} bytes exceeds the limit")
+        info = SectionInfo(stype, name, start, length, start - PREAMBLE_SIZE + length + CRC_SIZE)
+        payload = self._read(start, length)
+        self._check_crc(info, payload, prefix=pre)
+        if pre[4] != FORMAT_MAJOR:
+            raise UnsupportedVersionError(
+                f"{self.label} uses container format {pre[4]}.{pre[5]}; this semzip reads {FORMAT_MAJOR}.x. "
+                "Upgrade semzip to read it."
+            )
+        if stype != SectionType.HEADER:
+            raise CorruptedSectionError(f"{self.label}: first section is not the header")
+        meta = self._parse_header_json(payload)
+        listed = meta["sections"]
+        if len(listed) > self.limits.max_sections:
+            raise ResourceLimitError(f"{self.label}: {len(listed)} sections exceed the limit")
+        self.sections: list[SectionInfo] = []
+        pos = start + length + CRC_SIZE
+        for want_type, want_name in listed:
+            stype, name, s, n = self._record_head(pos)
+            if (int(stype), name) != (want_type, want_name):
+                raise CorruptedSectionError(f"{self.label}: section {name!r} found where {want_name!r} was expected")
+            self.sections.append(SectionInfo(stype, name, s, n, s - pos + n + CRC_SIZE))
+            pos = s + n + CRC_SIZE
+        if pos != self._size:
+            raise CorruptedSectionError(f"{self.label}: {self._size - pos} unexpected bytes after the last section")
+        self.header_size = PREAMBLE_SIZE + info.record_size
+
+    def _parse_header_json(self, payload: bytes) -> dict:
+        try:
+            meta = json.loads(payload.decode("utf-8"))
+            self.header = Header(
+                codec=str(meta["codec"]),
+                params=dict(meta["params"]),
+                models=[ModelRef(str(m["role"]), str(m["name"]), str(m["fingerprint"])) for m in meta["models"]],
+                n_items=int(meta["n_items"]),
+                writer=str(meta.get("writer", "")),
+            )
+            sections = [(int(t), str(n)) for t, n in meta["sections"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptedSectionError(f"{self.label}: header is malformed ({exc})") from None
+        if not 0 <= self.header.n_items <= self.limits.max_items:
+            raise ResourceLimitError(f"{self.label}: header declares {self.header.n_items} items")
+        meta["sections"] = sections
+        return meta
+
+    # -- public
+    @property
+    def size(self) -> int:
+        """Total bytes of the container."""
+        return self._size
+
+    def section(self, name: str) -> SectionInfo:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        raise CorruptedSectionError(f"{self.label}: the archive has no section {name!r}")
+
+    def has(self, name: str) -> bool:
+        return any(s.name == name for s in self.sections)
+
+    def read(self, name: str) -> bytes:
+        """Read one section's payload and check its CRC32."""
+        info = self.section(name)
+        payload = self._read(info.offset, info.length)
+        self._check_crc(info, payload)
+        return payload
+
+    def blobs(self) -> dict[str, bytes]:
+        """All BLOB sections except the item names, CRC-checked."""
+        return {s.name: self.read(s.name) for s in self.sections if s.type == SectionType.BLOB and s.name != NAMES_SECTION}
+
+    @property
+    def blocks(self) -> list[BlockInfo]:
+        """The item index (read and checked on first use)."""
+        if self._blocks is None:
+            self._blocks = self._parse_index()
+        return self._blocks
+
+    def _parse_index(self) -> list[BlockInfo]:
+        if not self.has("index"):
+            if self.header.n_items:
+                raise CorruptedSectionError(f"{self.label}: items declared but no index section")
+            return []
+        buf = self.read("index")
+        n_blocks, p = decode_uvarint(buf, 0, "block count")
+        if n_blocks > self.limits.max_blocks or n_blocks > len(buf):
+            raise CorruptedSectionError(f"{self.label}: index declares an impossible {n_blocks} blocks")
+        out, offset, first = [], 0, 0
+        for _ in range(n_blocks):
+            n_items, p = decode_uvarint(buf, p, "block item count")
+            length, p = decode_uvarint(buf, p, "block length")
+            if p + 4 > len(buf):
+                raise CorruptedSectionError(f"{self.label}: index is truncated")
+            crc = int.from_bytes(buf[p : p + 4], "little")
+            p += 4
+            out.append(BlockInfo(n_items, offset, length, crc, first))
+            offset += length
+            first += n_items
+        items = self.section("items")
+        if p != len(buf) or offset != items.length or first != self.header.n_items:
+            raise CorruptedSectionError(f"{self.label}: index does not match the items section")
+        return out
+
+    def block(self, i: int) -> bytes:
+        """Read block ``i`` and check its own CRC32 (without reading the other blocks)."""
+        b = self.blocks[i]
+        items = self.section("items")
+        payload = self._read(items.offset + b.offset, b.length)
+        if zlib.crc32(payload) & 0xFFFFFFFF != b.crc:
+            raise CorruptedSectionError(f"{self.label}: item block {i} is corrupted (CRC32 mismatch)")
+        return payload
+
+    def iter_blocks(self) -> Iterator[tuple[BlockInfo, bytes]]:
+        """All blocks in order; reads the whole ITEMS section once and checks its CRC and every block's."""
+        if not self.blocks:
+            return
+        items = self.read("items")
+        for i, b in enumerate(self.blocks):
+            payload = items[b.offset : b.offset + b.length]
+            if zlib.crc32(payload) & 0xFFFFFFFF != b.crc:
+                raise CorruptedSectionError(f"{self.label}: item block {i} is corrupted (CRC32 mismatch)")
+            yield b, payload
+
+    def locate(self, item: int) -> tuple[int, int]:
+        """(block number, position inside the block) of item number ``item``."""
+        if not 0 <= item < self.header.n_items:
+            raise InvalidInputError(f"item {item} out of range: the archive holds {self.header.n_items} items")
+        lo, hi = 0, len(self.blocks) - 1
+        while lo < hi:  # last block whose first_item <= item
+            mid = (lo + hi + 1) // 2
+            if self.blocks[mid].first_item <= item:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo, item - self.blocks[lo].first_item
+
+    @property
+    def names(self) -> list[str]:
+        """Item names (item_00000, ... when the archive stores none)."""
+        if self._names is None:
+            if self.has(NAMES_SECTION):
+                try:
+                    text = zlib.decompress(self.read(NAMES_SECTION)).decode("utf-8")
+                except (zlib.error, UnicodeDecodeError):
+                    raise CorruptedSectionError(f"{self.label}: item names are corrupted") from None
+                names = text.split("\n") if text else []
+                if len(names) != self.header.n_items:
+                    raise CorruptedSectionError(f"{self.label}: {len(names)} names for {self.header.n_items} items")
+            else:
+                names = [f"item_{i:05d}" for i in range(self.header.n_items)]
+            self._names = names
+        return self._names
+
+    def item_index(self, name: str) -> int:
+        """Item number of the item called ``name``."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise InvalidInputError(f"no item named {name!r} in {self.label}") from None
+
+    def verify(self) -> list[tuple[str, bool, str]]:
+        """Check every section and block; return (section, ok, message) rows instead of raising."""
+        rows: list[tuple[str, bool, str]] = [("header", True, f"{self.header_size} bytes")]
+        for s in self.sections:
+            try:
+                self.read(s.name)
+                rows.append((s.name, True, f"{s.length} bytes"))
+            except CorruptedSectionError as exc:
+                rows.append((s.name, False, str(exc)))
+        if self.has("index"):
+            try:
+                bad = []
+                for i in range(len(self.blocks)):
+                    try:
+                        self.block(i)
+                    except CorruptedSectionError:
+                        bad.append(i)
+                rows.append(("blocks", not bad, f"{len(self.blocks)} blocks" + (f", corrupted: {bad}" if bad else "")))
+            except CorruptedSectionError as exc:
+                rows.append(("blocks", False, str(exc)))
+        return rows

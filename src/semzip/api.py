@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from semzip.codecs import get_codec
-from semzip.format import Container, SectionType, write
+from semzip.errors import InvalidInputError
+from semzip.format import Container, SectionType, atomic_write, pack, write
 
 PathLike = str | os.PathLike
 
@@ -24,6 +25,35 @@ def compress_embeddings(
     """Compress an (n, d) embedding matrix into an archive at ``output``; returns its size in bytes."""
     enc = get_codec(codec)(**params).compress(x, names=names, progress=progress)
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names)
+
+
+def add_embeddings(
+    archive: PathLike,
+    x: np.ndarray,
+    names: Sequence[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Append items to an archive, coded on its existing dictionary; old items' bytes are copied unchanged.
+
+    The archive is rewritten atomically: a crash leaves the previous archive intact. Returns the new size.
+    """
+    with Container.open(archive) as c:
+        codec = get_codec(c.header.codec).from_header(c.header)
+        if not hasattr(codec, "encode_more"):
+            raise InvalidInputError(f"the {c.header.codec!r} codec cannot add items to an existing archive")
+        old_names = list(c.names)
+        new_names = list(names) if names is not None else [
+            f"item_{i:05d}" for i in range(len(old_names), len(old_names) + len(x))
+        ]
+        clash = sorted(set(old_names) & set(new_names))
+        if clash:
+            raise InvalidInputError(f"{len(clash)} new items have names already in the archive, e.g. {clash[0]!r}")
+        new_blocks = codec.encode_more(c, x, progress=progress)
+        old_blocks = [(b.n_items, payload) for b, payload in c.iter_blocks()]
+        blobs = c.blobs()
+        header = c.header
+        data = pack(header, blobs, old_blocks + new_blocks, old_names + new_names)
+    return atomic_write(archive, data)
 
 
 def decompress(archive: PathLike, items: Sequence[str | int] | None = None) -> np.ndarray:

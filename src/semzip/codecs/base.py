@@ -34,6 +34,7 @@ class Codec(Protocol):
 # name -> "module:factory"; modules are imported only when their codec is asked for
 _REGISTRY: dict[str, str] = {
     "sq": "semzip.codecs.embeddings:ScalarQuantCodec",
+    "collection": "semzip.codecs.collection:CollectionCodec",
 }
 
 

@@ -27,14 +27,14 @@ def emb(tmp_path):
 def test_help_is_there():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
-    for cmd in ("compress", "decompress", "info", "verify", "demo"):
+    for cmd in ("compress", "decompress", "add", "info", "verify", "demo"):
         assert cmd in r.output
 
 
 def test_compress_info_decompress_round_trip(tmp_path, emb):
     x, src = emb
     arc, dec = tmp_path / "x.smz", tmp_path / "y.npy"
-    r = runner.invoke(app, ["compress", str(src), "-o", str(arc), "--bits", "8", "--block-size", "16"])
+    r = runner.invoke(app, ["compress", str(src), "-o", str(arc), "--codec", "sq", "--bits", "8", "--block-size", "16"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["info", str(arc), "--json"])
     assert r.exit_code == 0, r.output
@@ -82,7 +82,7 @@ def test_bad_archives_give_one_line_and_exit_2(tmp_path, content, message):
 def test_corrupted_archive_is_reported_by_verify_and_refused(tmp_path, emb):
     _, src = emb
     arc = tmp_path / "x.smz"
-    runner.invoke(app, ["compress", str(src), "-o", str(arc), "--block-size", "16"])
+    runner.invoke(app, ["compress", str(src), "-o", str(arc), "--codec", "sq", "--block-size", "16"])
     data = bytearray(arc.read_bytes())
     data[-10] ^= 0x40  # inside the last item block
     arc.write_bytes(bytes(data))
@@ -104,10 +104,11 @@ def test_bad_embeddings_input(tmp_path):
 
 
 def test_demo_runs(tmp_path):
-    r = runner.invoke(app, ["demo", "--dir", str(tmp_path / "d"), "-n", "300", "--dim", "64"])
+    r = runner.invoke(app, ["demo", "--dir", str(tmp_path / "d"), "-n", "40"])
     assert r.exit_code == 0, r.output
-    assert "random access" in r.output and "True" in r.output
+    assert "identical to the full decode: True" in r.output
     assert (tmp_path / "d" / "collection.smz").exists()
+    assert len(list((tmp_path / "d" / "decoded").glob("*.png"))) == 41  # 40 images + contact sheet
 
 
 def test_import_semzip_imports_no_torch():

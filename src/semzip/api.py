@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from semzip.codecs import get_codec
-from semzip.errors import InvalidInputError
-from semzip.format import Container, SectionType, atomic_write, pack, write
+from semzip.errors import InvalidInputError, ModelMismatchError
+from semzip.format import Container, ModelRef, SectionType, atomic_write, pack, write
+from semzip.pipeline import EmbeddedFolder, embed_folder
 
 PathLike = str | os.PathLike
 
@@ -84,3 +87,122 @@ def describe(archive: PathLike) -> dict:
         pixels = h.params.get("pixels_per_item")
         d["bits_per_pixel"] = d["bits_per_item"] / pixels if pixels and h.n_items else None
         return d
+
+
+# ----------------------------------------------------------------------------------------------- collections
+
+
+def encoder_ref(encoder) -> ModelRef:
+    """The header record of an image encoder (its registry spec, so `add` can load it again)."""
+    return ModelRef("encoder", encoder.name, encoder.fingerprint)
+
+
+def compress_folder(
+    folder: PathLike,
+    output: PathLike,
+    encoder: str = "thumbnail",
+    strict: bool = False,
+    recursive: bool = False,
+    use_cache: bool = True,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    embed_progress: Callable[[int], None] | None = None,
+    **params,
+) -> tuple[int, EmbeddedFolder]:
+    """Embed a folder of images and compress it with the collection codec; returns (bytes, embedding info)."""
+    from semzip.models.registry import load_encoder
+
+    enc = load_encoder(encoder)
+    got = embed_folder(folder, enc, strict=strict, recursive=recursive, use_cache=use_cache, on_skip=on_skip,
+                       progress=embed_progress)
+    params.setdefault("pixels_per_item", int(np.mean(got.pixels)))
+    size = compress_embeddings(got.embeddings, output, codec="collection", names=got.names, progress=progress,
+                               encoder=encoder_ref(enc), space=enc.space, **params)
+    return size, got
+
+
+def add_folder(
+    archive: PathLike,
+    folder: PathLike,
+    strict: bool = False,
+    recursive: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, EmbeddedFolder]:
+    """Embed new images with the archive's own encoder and append them (see :func:`add_embeddings`)."""
+    from semzip.models.registry import load_encoder
+
+    with Container.open(archive) as c:
+        ref = c.header.model("encoder")
+    if ref is None:
+        raise InvalidInputError("the archive records no image encoder; add precomputed embeddings instead")
+    enc = load_encoder(ref.name)
+    if enc.fingerprint != ref.fingerprint:
+        raise ModelMismatchError(
+            f"encoder {ref.name!r} here has fingerprint {enc.fingerprint}, the archive was made with "
+            f"{ref.fingerprint}: new items would live in another embedding space"
+        )
+    got = embed_folder(folder, enc, strict=strict, recursive=recursive, on_skip=on_skip)
+    return add_embeddings(archive, got.embeddings, names=got.names, progress=progress), got
+
+
+def default_generator(space: str) -> str:
+    """The generator spec that renders a given embedding space offline, if one exists."""
+    from semzip.models.thumbnail import ThumbnailEncoder
+
+    for grid in (16, 8, 12, 24, 32):
+        if ThumbnailEncoder(grid).space == space:
+            return "thumbnail" if grid == 16 else f"thumbnail:{grid}"
+    raise InvalidInputError(
+        f"no offline generator renders the embedding space {space!r}; pass --generator "
+        "(e.g. stable-unclip:/path/to/sd21-unclip for OpenCLIP ViT-H-14 embeddings)"
+    )
+
+
+def decompress_images(
+    archive: PathLike,
+    out_dir: PathLike,
+    items: Sequence[str | int] | None = None,
+    generator: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    size: tuple[int, int] | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = 8,
+) -> list[Path]:
+    """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``."""
+    from semzip.data.images import contact_sheet, save_png
+    from semzip.models.registry import load_generator
+
+    with Container.open(archive) as c:
+        space = c.header.params.get("space", "unknown")
+        names = list(c.names)
+    x = decompress(archive, items=items)
+    if items is not None:
+        names = [names[i] if isinstance(i, int) else i for i in items]
+    gen = load_generator(generator or default_generator(space))
+    if gen.space != space:
+        raise ModelMismatchError(
+            f"the archive holds {space!r} embeddings but generator {gen.name!r} is conditioned on {gen.space!r}; "
+            "decoding would produce nonsense"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with Container.open(archive) as c:  # seeds follow the item's number, so one item decodes as in the full run
+        gidx = list(range(len(x))) if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
+    written, thumbs = [], []
+    step = batch_size if items is None else 1
+    for start in range(0, len(x), step):
+        imgs = gen.generate(x[start : start + step], seed=seed + gidx[start], steps=steps, guidance=guidance,
+                            size=size)
+        for name, img in zip(names[start : start + step], imgs):
+            written.append(save_png(img, out / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")))
+            if len(thumbs) < 200:
+                thumbs.append(img)
+        if progress is not None:
+            progress(len(imgs))
+    params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)
+    atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
+    save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
+    return written

@@ -90,45 +90,176 @@ def _root(
     pass
 
 
+def _skip_reporter(skipped: list):
+    def report(name: str, reason: str) -> None:
+        skipped.append(name)
+        err.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False)
+
+    return report
+
+
+def _parse_size(size: str | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InvalidInputError(f"--size must look like 512x512, got {size!r}") from None
+    return w, h
+
+
 @app.command()
 @_friendly
 def compress(
-    input: Annotated[Path, typer.Argument(help="Embeddings to compress: an (items x dims) .npy file.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write (.smz).")],
-    codec: Annotated[str, typer.Option(help="Codec name (see `semzip info --codecs`).")] = "sq",
-    bits: Annotated[int, typer.Option(help="sq codec: bits per dimension before entropy coding.")] = 8,
-    block_size: Annotated[int, typer.Option(help="Items per block: the unit of random access.")] = 64,
+    input: Annotated[
+        Path | None, typer.Argument(help="A folder of images, or an (items x dims) .npy of embeddings.")
+    ] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write (.smz).")] = Path("out.smz"),
+    embeddings: Annotated[
+        Path | None, typer.Option(help="Precomputed embeddings (.npy, e.g. CLIP) instead of an image folder.")
+    ] = None,
+    names: Annotated[Path | None, typer.Option(help="With --embeddings: a text file of item names, one per line.")] = None,
+    space: Annotated[
+        str, typer.Option(help="With --embeddings: the space they live in, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k.")
+    ] = "unknown",
+    codec: Annotated[str, typer.Option(help="collection (dictionary + sparse codes) or sq (scalar quantisation).")] = "collection",
+    encoder: Annotated[
+        str, typer.Option(help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
+    ] = "thumbnail",
+    sparsity: Annotated[int, typer.Option(help="collection: at most this many atoms per item.")] = 4,
+    min_cosine: Annotated[float | None, typer.Option(help="collection: stop adding atoms at this cosine.")] = None,
+    bits_per_item: Annotated[
+        float | None, typer.Option(help="collection: rate budget, whole file / items (lowers sparsity to fit).")
+    ] = None,
+    n_atoms: Annotated[int | None, typer.Option(help="collection: dictionary size (default ~items/8, 16..1024).")] = None,
+    atom_bits: Annotated[int, typer.Option(help="collection: quantisation bits of dictionary values.")] = 6,
+    bits: Annotated[int, typer.Option(help="sq: bits per dimension before entropy coding.")] = 8,
+    block_size: Annotated[int | None, typer.Option(help="Items per block: the unit of random access.")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse cached embeddings of unchanged images.")] = True,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Compress a collection into one archive."""
-    from semzip.api import compress_embeddings
-
-    _check_output(output, force, (input,))
+    """Compress a collection (a folder of images or precomputed embeddings) into one archive."""
+    from semzip.api import compress_embeddings, compress_folder
     from semzip.data.embeddings import load_embeddings
 
-    x = load_embeddings(input)
-    with _progress(len(x), "compressing") as advance:
-        size = compress_embeddings(x, output, codec=codec, bits=bits, block_size=block_size, progress=advance)
-    out.print(f"wrote {output}: {len(x)} items, {size} bytes, {8 * size / len(x):.1f} bits per item")
+    source = embeddings or input
+    if source is None:
+        raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
+    _check_output(output, force, (source,))
+    if codec == "collection":
+        params = dict(sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item, n_atoms=n_atoms,
+                      atom_bits=atom_bits, block_size=block_size or 256)
+    elif codec == "sq":
+        params = dict(bits=bits, block_size=block_size or 64)
+    else:
+        raise InvalidInputError(f"unknown codec {codec!r}: use collection or sq")
+    if source.is_dir():
+        if codec != "collection":
+            raise InvalidInputError("image folders are compressed with --codec collection")
+        skipped: list[str] = []
+        from semzip.data.images import list_images
+
+        with _progress(len(list_images(source, recursive)), "embedding images") as adv:
+            size, got = compress_folder(source, output, encoder=encoder, strict=strict, recursive=recursive,
+                                        use_cache=cache, on_skip=_skip_reporter(skipped), embed_progress=adv,
+                                        **params)
+        n = len(got.names)
+        extra = f" ({got.cached} embeddings from cache)" if got.cached else ""
+        out.print(f"embedded {n} images with {encoder}{extra}; skipped {len(got.skipped)}")
+    else:
+        x = load_embeddings(source)
+        item_names = _read_names(names, len(x)) if names else None
+        if codec == "collection":
+            params["space"] = space
+        with _progress(len(x), "compressing") as advance:
+            size = compress_embeddings(x, output, codec=codec, names=item_names, progress=advance, **params)
+        n = len(x)
+    _print_rate(output, size, n)
+
+
+def _read_names(path: Path, n: int) -> list[str]:
+    if not path.is_file():
+        raise InvalidInputError(f"no such names file: {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != n:
+        raise InvalidInputError(f"{path} has {len(lines)} names for {n} embeddings")
+    return lines
+
+
+def _print_rate(output: Path, size: int, n: int) -> None:
+    from semzip.api import describe
+
+    d = describe(output)
+    bpp = f", {d['bits_per_pixel']:.3g} bpp" if d.get("bits_per_pixel") else ""
+    out.print(f"wrote {output}: {n} items, {size} bytes, {8 * size / n:.1f} bits per item{bpp}")
+
+
+@app.command()
+@_friendly
+def add(
+    archive: Annotated[Path, typer.Argument(help="Collection archive to extend (rewritten atomically).")],
+    input: Annotated[Path | None, typer.Argument(help="Folder of new images.")] = None,
+    embeddings: Annotated[Path | None, typer.Option(help="New precomputed embeddings (.npy) instead.")] = None,
+    names: Annotated[Path | None, typer.Option(help="With --embeddings: their names, one per line.")] = None,
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+) -> None:
+    """Add new items to a collection archive on its existing dictionary (old items are not re-coded)."""
+    from semzip.api import add_embeddings, add_folder
+    from semzip.data.embeddings import load_embeddings
+
+    if embeddings is not None:
+        x = load_embeddings(embeddings)
+        size = add_embeddings(archive, x, names=_read_names(names, len(x)) if names else None)
+        n = len(x)
+    elif input is not None:
+        skipped: list[str] = []
+        size, got = add_folder(archive, input, strict=strict, recursive=recursive, on_skip=_skip_reporter(skipped))
+        n = len(got.names)
+    else:
+        raise InvalidInputError("give a folder of new images or --embeddings x.npy")
+    out.print(f"added {n} items; {archive} is now {size} bytes")
 
 
 @app.command()
 @_friendly
 def decompress(
     archive: Annotated[Path, typer.Argument(help="Archive to decode.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the decoded embeddings (.npy).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for decoded images, or a .npy file for embeddings.")
+    ],
+    embeddings_only: Annotated[bool, typer.Option(help="Write the decoded embeddings (.npy), no images.")] = False,
     item: Annotated[list[str] | None, typer.Option(help="Decode only this item (by name); repeatable.")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="Image generator (default: the offline one for the archive's space).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Generation seed (item i uses seed + i).")] = 0,
+    steps: Annotated[int | None, typer.Option(help="Diffusion steps (generator default if unset).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Guidance scale (generator default if unset).")] = None,
+    size: Annotated[str | None, typer.Option(help="Output image size, e.g. 768x512.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Decode an archive (all items, or only the named ones, reading only their blocks)."""
+    """Decode an archive to images (PNGs + contact sheet) or, with a .npy output, to embeddings."""
     from semzip.api import decompress as _decompress
+    from semzip.api import decompress_images, describe
 
-    _check_output(output, force, (archive,))
-    x = _decompress(archive, items=item)
-    tmp = output.with_name(f".{output.name}.tmp.npy")
-    np.save(tmp, x)
-    tmp.replace(output)
-    out.print(f"wrote {output}: {x.shape[0]} items x {x.shape[1]} dims")
+    if embeddings_only or output.suffix.lower() == ".npy":
+        _check_output(output, force, (archive,))
+        x = _decompress(archive, items=item)
+        tmp = output.with_name(f".{output.name}.tmp.npy")
+        np.save(tmp, x)
+        tmp.replace(output)
+        out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
+        return
+    if output.exists() and not output.is_dir():
+        raise InvalidInputError(f"{output} exists and is not a folder")
+    n = len(item) if item else describe(archive)["n_items"]
+    with _progress(n, "generating images") as adv:
+        files = decompress_images(archive, output, items=item, generator=generator, seed=seed, steps=steps,
+                                  guidance=guidance, size=_parse_size(size), progress=adv)
+    out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
 
 
 @app.command()
@@ -148,10 +279,11 @@ def info(
     out.print(f"written by {d['writer'] or 'unknown'}; parameters: {json.dumps(d['params'])}", highlight=False)
     for m in d["models"]:
         out.print(f"model {m['role']}: {m['name']} (fingerprint {m['fingerprint']})", highlight=False)
-    t = Table("section", "type", "bytes", "share")
+    n = max(d["n_items"], 1)
+    t = Table("section", "type", "bytes", "share", "bits per item")
     for s in d["sections"]:
-        t.add_row(s["name"], s["type"], str(s["bytes"]), f"{100 * s['bytes'] / d['bytes']:.1f}%")
-    t.add_row("[bold]total[/]", "", f"[bold]{d['bytes']}[/]", "100%")
+        t.add_row(s["name"], s["type"], str(s["bytes"]), f"{100 * s['bytes'] / d['bytes']:.1f}%", f"{8 * s['bytes'] / n:.2f}")
+    t.add_row("[bold]total[/]", "", f"[bold]{d['bytes']}[/]", "100%", f"{8 * d['bytes'] / n:.2f}")
     out.print(t)
     if d["n_items"]:
         out.print(f"{d['bits_per_item']:.2f} bits per item (whole file, header included)")
@@ -179,34 +311,43 @@ def verify(archive: Annotated[Path, typer.Argument(help="Archive to check.")]) -
 @_friendly
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path("semzip-demo"),
-    n: Annotated[int, typer.Option("-n", help="Items in the generated collection.")] = 2000,
-    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 512,
+    n: Annotated[int, typer.Option("-n", help="Images in the generated collection.")] = 200,
 ) -> None:
-    """Run the offline demo: generate a collection of embeddings, compress it, inspect it, decode it."""
-    from semzip.api import compress_embeddings, decompress, describe
-    from semzip.sparse.synthetic import make_sparse_embeddings
+    """Offline demo: generate a collection of images, compress it, inspect it, decode it back to images."""
+    from semzip.api import compress_embeddings, compress_folder, decompress, decompress_images, describe
+    from semzip.data.images import contact_sheet, list_images, load_image, save_png
+    from semzip.data.scenes import write_scenes
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    x = make_sparse_embeddings(n=n, d=dim, seed=0)
-    src, arc, dec = workdir / "embeddings.npy", workdir / "collection.smz", workdir / "decoded.npy"
-    np.save(src, x)
-    out.print(f"generated {n} synthetic embeddings of dimension {dim} -> {src}")
-    out.print("(synthetic sparse mixtures of hidden concepts; real CLIP embeddings arrive with the collection codec)")
-    for bits in (8, 4):
-        with _progress(n, f"compressing at {bits} bits") as advance:
-            size = compress_embeddings(x, arc, codec="sq", bits=bits, progress=advance)
-        y = decompress(arc)
-        cos = np.sum(x * y, axis=1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
-        out.print(
-            f"sq{bits}: {size} bytes = {8 * size / n:.0f} bits per item (raw float32: {32 * dim}); "
-            f"cosine to the original: mean {cos.mean():.4f}, 5th percentile {np.percentile(cos, 5):.4f}"
-        )
-    np.save(dec, y)
+    images, arc = workdir / "images", workdir / "collection.smz"
+    paths = write_scenes(images, n=n)
+    out.print(f"1. generated {n} landscape images (5 themes, procedural) in {images}/")
+    save_png(contact_sheet([load_image(p) for p in paths[:30]], [p.name for p in paths[:30]]), workdir / "originals.png")
+    with _progress(len(list_images(images)), "embedding images") as adv:
+        size, got = compress_folder(images, arc, encoder="thumbnail", embed_progress=adv, sparsity=3, use_cache=False)
     d = describe(arc)
-    out.print(f"archive {arc}: sections " + ", ".join(f"{s['name']} {s['bytes']} B" for s in d["sections"]))
-    one = decompress(arc, items=["item_00007"])
-    out.print(f"random access: item_00007 decoded alone, identical to the full decode: {bool(np.array_equal(one[0], y[7]))}")
-    out.print(f"decoded embeddings -> {dec}. Next: `semzip info {arc}`")
+    sec = {s["name"]: s["bytes"] for s in d["sections"]}
+    codes = sec.get("items", 0) + sec.get("index", 0)
+    out.print(
+        f"2. compressed with the collection codec (encoder: colour-layout thumbnails, offline and NOT semantic; "
+        f"a CLIP encoder gives semantic atoms): {arc}, {size} bytes"
+    )
+    out.print(
+        f"   dictionary {sec['dictionary']} B, per-item codes {codes} B = {8 * codes / n:.1f} bits per image; "
+        f"whole file {d['bits_per_item']:.0f} bits per image = {d['bits_per_pixel']:.2g} bpp"
+    )
+    raw = workdir / "sq8.smz"
+    sq_size = compress_embeddings(got.embeddings, raw, codec="sq", bits=8)
+    out.print(f"   for scale: the same embeddings scalar-quantised at 8 bits take {8 * sq_size / n:.0f} bits per image")
+    y = decompress(arc)
+    cos = np.sum(y * got.embeddings, axis=1)
+    out.print(f"   decoded embeddings: cosine to the originals mean {cos.mean():.3f}, 5th percentile {np.percentile(cos, 5):.3f}")
+    with _progress(n, "rendering") as adv:
+        decompress_images(arc, workdir / "decoded", progress=adv)
+    out.print(f"3. decoded {n} images to {workdir / 'decoded'}/ (contact_sheet.png; originals in {workdir / 'originals.png'})")
+    one = decompress(arc, items=[got.names[7]])
+    same = bool(np.array_equal(one[0], y[7]))
+    out.print(f"4. random access: {got.names[7]} decoded alone, identical to the full decode: {same}")
+    out.print(f"Next: `semzip info {arc}`, `semzip decompress {arc} -o out --item {got.names[0]}`")
 
 
 def main() -> None:

@@ -206,3 +206,61 @@ def decompress_images(
     atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
     save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
     return written
+
+
+# ----------------------------------------------------------------------------------------------- semantics
+
+
+def _archive_encoder(archive: PathLike):
+    from semzip.models.registry import load_encoder
+
+    with Container.open(archive) as c:
+        ref = c.header.model("encoder")
+    if ref is None:
+        raise InvalidInputError("the archive records no encoder: concepts cannot be embedded in its space")
+    enc = load_encoder(ref.name)
+    if enc.fingerprint != ref.fingerprint:
+        raise ModelMismatchError(f"encoder {ref.name!r} here differs from the archive's (fingerprint {ref.fingerprint})")
+    return enc
+
+
+def embed_concepts(archive: PathLike, concepts: Sequence[str]) -> np.ndarray:
+    """Embed concepts in the archive's space: an existing image file path is an image, anything else text."""
+    from semzip.data.images import IMAGE_EXTENSIONS, load_image
+
+    enc = _archive_encoder(archive)
+    rows = []
+    for c in concepts:
+        p = Path(c)
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            rows.append(enc.encode_images([load_image(p)])[0])
+        else:
+            rows.append(enc.encode_text([c])[0])
+    return np.stack(rows)
+
+
+def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Sequence[str] = (),
+               weight: float = 0.5) -> np.ndarray:
+    """An item's decoded embedding with concepts added (+weight) or removed (-weight), renormalised."""
+    from semzip.semantics import blend
+
+    x = decompress(archive, items=[item])[0]
+    concepts = list(add) + list(remove)
+    if not concepts:
+        raise InvalidInputError("give at least one concept to --add or --remove")
+    emb = embed_concepts(archive, concepts)
+    weights = [weight] * len(add) + [-weight] * len(remove)
+    return blend(x, list(zip(emb, weights)))
+
+
+def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """The vocabulary words nearest to each dictionary atom (the "dictionary is semantic" probe)."""
+    from semzip.semantics import nearest_concepts
+
+    with Container.open(archive) as c:
+        if c.header.codec != "collection":
+            raise InvalidInputError(f"{archive} is a {c.header.codec!r} archive: only collection archives have atoms")
+        atoms, _ = get_codec("collection").from_header(c.header).load_state(c)
+    words = [w.strip() for w in vocabulary if w.strip()]
+    emb = _archive_encoder(archive).encode_text(words)
+    return nearest_concepts(atoms, emb, words, top_k)

@@ -264,6 +264,57 @@ def decompress(
 
 @app.command()
 @_friendly
+def blend(
+    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
+    item: Annotated[str, typer.Option(help="Name of the item to edit.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png), or .npy for the embedding.")],
+    add: Annotated[list[str] | None, typer.Option(help="Concept to add: a text prompt or an image file. Repeatable.")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="Concept to remove. Repeatable.")] = None,
+    weight: Annotated[float, typer.Option(help="Strength of each concept.")] = 0.5,
+    generator: Annotated[str | None, typer.Option(help="Image generator (default: the archive space's offline one).")] = None,
+    seed: Annotated[int, typer.Option(help="Generation seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it."""
+    from semzip.api import blend_item, default_generator
+    from semzip.data.images import save_png
+    from semzip.format import Container
+    from semzip.models.registry import load_generator
+
+    _check_output(output, force, (archive,))
+    e = blend_item(archive, item, add or [], remove or [], weight)
+    if output.suffix.lower() == ".npy":
+        np.save(output, e[None])
+    else:
+        with Container.open(archive) as c:
+            space = c.header.params.get("space", "unknown")
+        gen = load_generator(generator or default_generator(space))
+        save_png(gen.generate(e[None], seed=seed)[0], output)
+    out.print(f"wrote {output}")
+
+
+@app.command()
+@_friendly
+def atoms(
+    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
+    vocab: Annotated[Path, typer.Option(help="Text file of concepts (words or phrases), one per line.")],
+    top: Annotated[int, typer.Option(help="Concepts to list per atom.")] = 5,
+    limit: Annotated[int, typer.Option(help="Atoms to list (most used first is not tracked: in index order).")] = 20,
+) -> None:
+    """List the text concepts nearest to each dictionary atom (needs an encoder with a text tower)."""
+    from semzip.api import atom_concepts
+
+    if not vocab.is_file():
+        raise InvalidInputError(f"no such vocabulary file: {vocab}")
+    rows = atom_concepts(archive, vocab.read_text(encoding="utf-8").splitlines(), top)
+    t = Table("atom", "nearest concepts (cosine)")
+    for i, row in enumerate(rows[:limit]):
+        t.add_row(str(i), ", ".join(f"{w} ({s:.2f})" for w, s in row))
+    out.print(t)
+
+
+@app.command()
+@_friendly
 def info(
     archive: Annotated[Path, typer.Argument(help="Archive to describe.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,

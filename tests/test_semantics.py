@@ -1,0 +1,55 @@
+"""Semantic arithmetic: blending concepts moves an embedding towards them; atom probes need a text tower."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from semzip.errors import InvalidInputError
+from semzip.semantics import blend, nearest_concepts
+
+runner = CliRunner()
+
+
+def test_blend_moves_towards_added_and_away_from_removed():
+    rng = np.random.default_rng(0)
+    e, c = rng.standard_normal((2, 32)).astype(np.float32)
+    e /= np.linalg.norm(e)
+    c /= np.linalg.norm(c)
+    plus, minus = blend(e, [(c, 0.5)]), blend(e, [(c, -0.5)])
+    assert plus @ c > e @ c > minus @ c
+    assert np.linalg.norm(plus) == pytest.approx(1, abs=1e-6)
+    with pytest.raises(InvalidInputError):
+        blend(e, [(np.ones(3), 1.0)])
+
+
+def test_nearest_concepts_finds_the_matching_word():
+    vocab = ["sea", "tree", "city"]
+    emb = np.eye(3, 8, dtype=np.float32)
+    atoms = np.array([[0, 1, 0.1, 0, 0, 0, 0, 0]], np.float32)
+    assert nearest_concepts(atoms, emb, vocab, 2)[0][0][0] == "tree"
+
+
+def test_blend_cli_with_image_concept_and_text_refused(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from semzip.cli import app
+    from semzip.data.scenes import write_scenes
+
+    monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
+    paths = write_scenes(tmp_path / "imgs", n=20, size=(48, 32))
+    arc = tmp_path / "x.smz"
+    assert runner.invoke(app, ["compress", str(tmp_path / "imgs"), "-o", str(arc), "--n-atoms", "8"]).exit_code == 0
+    night = str(paths[4])  # night_0004.png
+    r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", night, "--weight", "1.0",
+                            "-o", str(tmp_path / "b.npy")])
+    assert r.exit_code == 0, r.output
+    from semzip.api import decompress, embed_concepts
+
+    before = decompress(arc, items=["beach_0000.png"])[0]
+    c = embed_concepts(arc, [night])[0]
+    assert np.load(tmp_path / "b.npy")[0] @ c > before @ c
+    r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", "a red car", "-o", str(tmp_path / "c.png")])
+    assert r.exit_code == 2 and "text tower" in r.output
+    r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", night, "-o", str(tmp_path / "c.png")])
+    assert r.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 0

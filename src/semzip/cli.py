@@ -150,7 +150,7 @@ def compress(
     _check_output(output, force, (source,))
     if codec == "collection":
         params = dict(sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item, n_atoms=n_atoms,
-                      atom_bits=atom_bits, block_size=block_size or 256)
+                      atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal)
     elif codec == "sq":
         params = dict(bits=bits, block_size=block_size or 64)
     else:

@@ -46,3 +46,7 @@ class BadImageError(SemzipError):
 
 class ResourceLimitError(SemzipError):
     """A declared size exceeds a configured safety limit (decompression-bomb guard)."""
+
+
+class MissingDependencyError(SemzipError):
+    """An optional package (torch, diffusers, ...) needed for this operation is not installed."""

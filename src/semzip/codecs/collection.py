@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semzip import __version__
+from semzip._optional import require
 from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
 from semzip.entropy import CategoricalModel, Decoder, Encoder, decode_symbols, encode_symbols
@@ -158,6 +159,7 @@ class CollectionCodec:
     # ------------------------------------------------------------------------------------ sparse codes
     def _code(self, X: np.ndarray, D: np.ndarray, k: int) -> SparseCodes:
         """OMP over the decoder's atoms, then the integer symbols of each item."""
+        require("torch", "torch", "sparse coding")
         from semzip.sparse import batch_omp
 
         idx, coef = batch_omp(X, D, n_nonzero=min(k, D.shape[0]), min_cosine=self.min_cosine, device=self.device)
@@ -244,6 +246,7 @@ class CollectionCodec:
         progress: Callable[[int], None] | None = None,
     ) -> Encoded:
         """Learn the dictionary, code every item, and return the archive's parts."""
+        require("torch", "torch", "dictionary learning")
         from semzip.sparse import DictionaryLearner
 
         X = _normalised(validate_embeddings(data))

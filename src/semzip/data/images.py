@@ -52,7 +52,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             # 16-bit sources (I;16 and 16-bit PNGs that Pillow opens as "I") are scaled from 0..65535.
             top = 65535 if (mode.startswith("I;16") or a.max(initial=0) > 255) else 255
             a8 = np.round(np.clip(a, 0, top) * (255.0 / top)).astype(np.uint8)
-        return Image.fromarray(a8, mode="L").convert("RGB")
+        return Image.fromarray(a8).convert("RGB")
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
@@ -138,7 +138,7 @@ def as_rgb_array(image: ImageLike, what: str = "image") -> np.ndarray:
     if a.dtype != np.uint8:
         raise InvalidInputError(f"{what} must have dtype uint8, got {a.dtype}")
     if a.shape[2] == 4:
-        return as_rgb_array(Image.fromarray(a, mode="RGBA"), what)
+        return as_rgb_array(Image.fromarray(a), what)
     return np.ascontiguousarray(a)
 
 
@@ -187,7 +187,7 @@ def save_png(image: ImageLike, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(arr, mode="RGB").save(fh, format="PNG")
+            Image.fromarray(arr).save(fh, format="PNG")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
@@ -223,7 +223,7 @@ def contact_sheet(
     sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), background)
     draw = ImageDraw.Draw(sheet)
     for i, image in enumerate(images):
-        tile = Image.fromarray(as_rgb_array(image, what=f"image {i}"), mode="RGB")
+        tile = Image.fromarray(as_rgb_array(image, what=f"image {i}"))
         tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
         r, c = divmod(i, columns)
         x0, y0 = pad + c * cell_w, pad + r * cell_h
@@ -241,4 +241,3 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, w
     while text and draw.textlength(text + "...", font=font) > width:
         text = text[:-1]
     return text + "..." if text else ""
-

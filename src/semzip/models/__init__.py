@@ -1,0 +1,32 @@
+"""Model backends behind small interfaces: encoders (images -> embeddings) and generators (embeddings -> images).
+
+Heavy libraries (torch, transformers, diffusers, open_clip) are imported inside the backends only.
+"""
+
+from __future__ import annotations
+
+from semzip.models.encoders import HFClipEncoder, ImageEncoder, OpenClipEncoder
+from semzip.models.generators import (
+    ImageGenerator,
+    KandinskyV22Generator,
+    StableUnCLIPGenerator,
+    ThumbnailGenerator,
+)
+from semzip.models.registry import known_encoders, known_generators, load_encoder, load_generator
+from semzip.models.thumbnail import ThumbnailDecoder, ThumbnailEncoder
+
+__all__ = [
+    "HFClipEncoder",
+    "ImageEncoder",
+    "ImageGenerator",
+    "KandinskyV22Generator",
+    "OpenClipEncoder",
+    "StableUnCLIPGenerator",
+    "ThumbnailDecoder",
+    "ThumbnailEncoder",
+    "ThumbnailGenerator",
+    "known_encoders",
+    "known_generators",
+    "load_encoder",
+    "load_generator",
+]

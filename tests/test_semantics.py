@@ -53,3 +53,30 @@ def test_blend_cli_with_image_concept_and_text_refused(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "text tower" in r.output
     r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", night, "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_atoms_cli_with_a_tiny_clip(tmp_path, monkeypatch):
+    """The whole CLIP path on a tiny random CLIPModel: folder -> archive -> atom-to-concept table, text blend."""
+    pytest.importorskip("transformers")
+    from test_encoders import _save_tiny_clip
+
+    from semzip.cli import app
+    from semzip.data.scenes import write_scenes
+
+    monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
+    clip = _save_tiny_clip(tmp_path / "tiny-clip", seed=0)
+    write_scenes(tmp_path / "imgs", n=30, size=(48, 32))
+    arc = tmp_path / "x.smz"
+    r = runner.invoke(app, ["compress", str(tmp_path / "imgs"), "-o", str(arc), "--encoder", f"hf:{clip}",
+                            "--n-atoms", "8", "--sparsity", "2"])
+    assert r.exit_code == 0, r.output
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nab\nb\n")
+    r = runner.invoke(app, ["atoms", str(arc), "--vocab", str(vocab), "--top", "2"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("(") >= 16  # 8 atoms x 2 concepts with cosines
+    r = runner.invoke(app, ["blend", str(arc), "--item", "city_0002.png", "--add", "ab", "-o", str(tmp_path / "e.npy")])
+    assert r.exit_code == 0, r.output
+    # no offline generator renders a CLIP space: asking for an image says what to do
+    r = runner.invoke(app, ["blend", str(arc), "--item", "city_0002.png", "--add", "ab", "-o", str(tmp_path / "e.png")])
+    assert r.exit_code == 2 and "--generator" in r.output

@@ -67,3 +67,19 @@ def test_unknown_space_needs_a_generator(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "imgs")])
     assert r.exit_code == 2 and "--generator" in r.output
+
+
+def test_parquet_embeddings_with_names(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    x = np.random.default_rng(1).standard_normal((40, 12)).astype(np.float32)
+    table = pa.table({"image_path": [f"photos/{i}.jpg" for i in range(40)], "embedding": x.tolist()})
+    pq.write_table(table, tmp_path / "e.parquet")
+    arc = tmp_path / "x.smz"
+    r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "e.parquet"), "-o", str(arc), "--n-atoms", "8"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "one.npy"), "--item", "photos/7.jpg"])
+    assert r.exit_code == 0, r.output
+    pq.write_table(pa.table({"vec": x.tolist()}), tmp_path / "bad.parquet")
+    r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "bad.parquet"), "-o", str(tmp_path / "y.smz")])
+    assert r.exit_code == 2 and "no 'embedding' column" in r.output

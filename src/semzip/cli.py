@@ -116,7 +116,7 @@ def compress(
     ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write (.smz).")] = Path("out.smz"),
     embeddings: Annotated[
-        Path | None, typer.Option(help="Precomputed embeddings (.npy, e.g. CLIP) instead of an image folder.")
+        Path | None, typer.Option(help="Precomputed embeddings (.npy, or .parquet with an embedding column) instead of an image folder.")
     ] = None,
     names: Annotated[Path | None, typer.Option(help="With --embeddings: a text file of item names, one per line.")] = None,
     space: Annotated[
@@ -142,7 +142,7 @@ def compress(
 ) -> None:
     """Compress a collection (a folder of images or precomputed embeddings) into one archive."""
     from semzip.api import compress_embeddings, compress_folder
-    from semzip.data.embeddings import load_embeddings
+    from semzip.data.embeddings import load_embeddings_with_names
 
     source = embeddings or input
     if source is None:
@@ -169,8 +169,9 @@ def compress(
         extra = f" ({got.cached} embeddings from cache)" if got.cached else ""
         out.print(f"embedded {n} images with {encoder}{extra}; skipped {len(got.skipped)}")
     else:
-        x = load_embeddings(source)
-        item_names = _read_names(names, len(x)) if names else None
+        x, item_names = load_embeddings_with_names(source)
+        if names:
+            item_names = _read_names(names, len(x))
         if codec == "collection":
             params["space"] = space
         with _progress(len(x), "compressing") as advance:
@@ -208,11 +209,11 @@ def add(
 ) -> None:
     """Add new items to a collection archive on its existing dictionary (old items are not re-coded)."""
     from semzip.api import add_embeddings, add_folder
-    from semzip.data.embeddings import load_embeddings
+    from semzip.data.embeddings import load_embeddings_with_names
 
     if embeddings is not None:
-        x = load_embeddings(embeddings)
-        size = add_embeddings(archive, x, names=_read_names(names, len(x)) if names else None)
+        x, item_names = load_embeddings_with_names(embeddings)
+        size = add_embeddings(archive, x, names=_read_names(names, len(x)) if names else item_names)
         n = len(x)
     elif input is not None:
         skipped: list[str] = []

@@ -316,6 +316,24 @@ def atoms(
 
 @app.command()
 @_friendly
+def search(
+    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
+    query: Annotated[str, typer.Argument(help="A text prompt, or an image file (embedded with the archive's encoder).")],
+    top: Annotated[int, typer.Option(help="How many items to list.")] = 10,
+) -> None:
+    """Rank items by similarity to a query straight from the sparse codes (nothing is decoded to pixels)."""
+    from semzip.api import embed_concepts
+    from semzip.search import SearchIndex
+
+    q = embed_concepts(archive, [query])[0]
+    t = Table("rank", "item", "cosine")
+    for i, (name, score) in enumerate(SearchIndex.from_archive(archive).top(q, top), 1):
+        t.add_row(str(i), name, f"{score:.4f}")
+    out.print(t)
+
+
+@app.command()
+@_friendly
 def info(
     archive: Annotated[Path, typer.Argument(help="Archive to describe.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,

@@ -6,21 +6,20 @@ is ready (archives are written atomically).
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from semzip import __version__
-from semzip.errors import InvalidInputError, SemzipError
+from semzip.clitools import err, out
+from semzip.clitools import friendly as _friendly
+from semzip.clitools import progress as _progress
+from semzip.errors import InvalidInputError
 
 app = typer.Typer(
     name="semzip",
@@ -32,42 +31,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _friendly(fn: Callable) -> Callable:
-    """Turn semzip's own errors into one clear line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SemzipError as exc:
-            err.print(f"[bold red]semzip: error:[/] {exc}", highlight=False, markup=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
-@contextmanager
-def _progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (terminals only); yields ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 def _check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
     if any(path.resolve() == i.resolve() for i in inputs):
         raise InvalidInputError(f"refusing to overwrite the input {path}")
@@ -418,6 +381,15 @@ def demo(
     same = bool(np.array_equal(one[0], y[7]))
     out.print(f"4. random access: {got.names[7]} decoded alone, identical to the full decode: {same}")
     out.print(f"Next: `semzip info {arc}`, `semzip decompress {arc} -o out --item {got.names[0]}`")
+
+
+def _register_subcommands() -> None:
+    from semzip.cli_eval import eval_command
+
+    app.command(name="eval")(eval_command)
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines, BD-rate, rate-distortion reports."""

@@ -1,0 +1,281 @@
+"""Codecs the evaluation runs: Pillow's JPEG/WebP/AVIF, CompressAI zoo models, and semzip's collection codec.
+
+Every rate point records the TRUE encoded bytes (the whole file as written, headers included) and decodes
+those bytes back, so metrics are measured on what a receiver would see. A codec that cannot run here
+reports why through ``available()``.
+
+bpp: image codecs report the mean over images of ``8 * file bytes / (width * height)`` (CompressAI's
+convention); the collection codec, which codes a whole folder into one archive, reports
+``8 * archive bytes / total pixels`` (every image carries the same share).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, features
+
+from semzip.data.datasets import Dataset
+from semzip.errors import InvalidInputError, MissingModelError
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One operating point of a codec: a short label ("q=10") and the parameters that produce it."""
+
+    label: str
+    params: dict
+
+
+@dataclass
+class CodecRun:
+    """What one rate point produced: decoded images, true byte counts and bpp."""
+
+    decoded: list[np.ndarray]
+    total_bytes: int
+    bpp: float
+    bytes_per_image: list[int] | None = None
+    bpp_per_image: list[float] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Codec:
+    """Base class of an evaluated codec."""
+
+    name = ""
+    description = ""
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def rate_points(self) -> list[RatePoint]:
+        raise NotImplementedError
+
+    def run(self, dataset: Dataset, images: Sequence[np.ndarray], point: RatePoint, workdir: Path) -> CodecRun:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "description": self.description}
+
+
+# ------------------------------------------------------------------------------------------------- Pillow
+
+
+def encode_pillow(image: np.ndarray, fmt: str, **params: Any) -> bytes:
+    """Encode an RGB uint8 array with Pillow into the bytes of a complete file."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """Decode file bytes with Pillow to RGB uint8."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+_PILLOW = {
+    # name: (Pillow format, feature to check, quality values (lowest first), fixed parameters, description)
+    "jpeg": ("JPEG", None, (1, 5, 10, 20, 40, 70, 90), {"optimize": True, "subsampling": "4:2:0"},
+             "JPEG (Pillow/libjpeg, 4:2:0, optimized Huffman)"),
+    "webp": ("WEBP", "webp", (0, 5, 10, 20, 40, 70, 90), {"method": 6},
+             "WebP lossy (Pillow/libwebp, method 6)"),
+    "avif": ("AVIF", "avif", (0, 5, 10, 20, 40, 70, 90), {"speed": 6, "subsampling": "4:2:0"},
+             "AVIF (Pillow/libavif, speed 6, 4:2:0)"),
+}
+
+
+class PillowCodec(Codec):
+    """JPEG, WebP or AVIF through Pillow; a quality sweep whose first point is the lowest setting."""
+
+    def __init__(self, name: str, qualities: Sequence[int] | None = None) -> None:
+        if name not in _PILLOW:
+            raise InvalidInputError(f"unknown Pillow codec {name!r}; known: {', '.join(_PILLOW)}")
+        self.name = name
+        self.format, self.feature, default_q, self.fixed, self.description = _PILLOW[name]
+        self.qualities = tuple(qualities) if qualities is not None else default_q
+
+    def available(self):
+        if self.feature is not None and not features.check(self.feature):
+            return False, f"this Pillow build has no {self.name.upper()} support (PIL.features.check({self.feature!r}) is False)"
+        return True, ""
+
+    def rate_points(self):
+        return [RatePoint(f"q={q}", {"quality": int(q), **self.fixed}) for q in self.qualities]
+
+    def run(self, dataset, images, point, workdir):
+        decoded, nbytes, bpps = [], [], []
+        for img in images:
+            data = encode_pillow(img, self.format, **point.params)
+            decoded.append(decode_bytes(data))
+            nbytes.append(len(data))
+            bpps.append(8.0 * len(data) / (img.shape[0] * img.shape[1]))
+        return CodecRun(decoded, sum(nbytes), float(np.mean(bpps)), nbytes, bpps)
+
+
+# ---------------------------------------------------------------------------------------------- CompressAI
+
+
+class CompressAICodec(Codec):
+    """A CompressAI zoo model (e.g. ``bmshj2018-hyperprior``), quality levels 1..8, real entropy-coded bytes.
+
+    Runs only where compressai imports and the zoo's weight file is already in torch's hub cache (nothing is
+    downloaded). The byte count is the sum of the model's strings plus 4 bytes per image for its shape.
+    """
+
+    def __init__(self, arch: str = "bmshj2018-hyperprior", metric: str = "mse",
+                 qualities: Sequence[int] = (1, 2, 3, 4, 5, 6), device: str = "cpu") -> None:
+        self.arch, self.metric, self.qualities, self.device = arch, metric, tuple(qualities), device
+        self.name = f"compressai:{arch}"
+        self.description = f"CompressAI zoo {arch} ({metric}-optimised, pretrained)"
+
+    def _url(self, quality: int) -> str:
+        from compressai.zoo.image import model_urls
+
+        return model_urls[self.arch][self.metric][quality]
+
+    def available(self):
+        try:
+            import compressai.zoo  # noqa: F401
+        except Exception as exc:  # noqa: BLE001 - compressai fails through torchvision in many ways
+            return False, (f"compressai cannot be imported ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:120]}); it needs a torchvision matching torch")
+        import torch
+
+        try:
+            missing = [q for q in self.qualities
+                       if not (Path(torch.hub.get_dir()) / "checkpoints" / self._url(q).rsplit("/", 1)[-1]).is_file()]
+        except KeyError:
+            return False, f"CompressAI's zoo has no {self.arch}/{self.metric} model at qualities {self.qualities}"
+        if missing:
+            return False, (f"pretrained weights of {self.arch} quality {missing} are not in torch's hub cache "
+                           f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded")
+        return True, ""
+
+    def rate_points(self):
+        return [RatePoint(f"q={q}", {"quality": int(q)}) for q in self.qualities]
+
+    def run(self, dataset, images, point, workdir):
+        ok, why = self.available()
+        if not ok:
+            raise MissingModelError(why)
+        import torch
+        import torch.nn.functional as F
+        from compressai.zoo import image_models
+
+        net = image_models[self.arch](quality=point.params["quality"], metric=self.metric,
+                                      pretrained=True).eval().to(self.device)
+        decoded, nbytes, bpps = [], [], []
+        with torch.inference_mode():
+            for img in images:
+                x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(self.device)
+                h, w = x.shape[2:]
+                ph, pw = (-h) % 64, (-w) % 64
+                xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
+                enc = net.compress(xp)
+                n = sum(len(s) for strings in enc["strings"] for s in strings) + 4
+                rec = net.decompress(enc["strings"], enc["shape"])["x_hat"][:, :, :h, :w].clamp(0, 1)
+                decoded.append((rec[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8))
+                nbytes.append(n)
+                bpps.append(8.0 * n / (h * w))
+        return CodecRun(decoded, sum(nbytes), float(np.mean(bpps)), nbytes, bpps)
+
+
+# ---------------------------------------------------------------------------------------------- collection
+
+DEFAULT_COLLECTION_POINTS = ((2, 1), (4, 1), (8, 2), (16, 4), (24, 8))
+"""(dictionary atoms, sparsity) per rate point; at tens of images the dictionary dominates the archive."""
+
+
+class CollectionCodec(Codec):
+    """semzip's collection codec through its API: one archive for the whole dataset, rendered back by the
+    generator of the encoder's space (for the offline ``thumbnail`` encoder: the thumbnail renderer)."""
+
+    def __init__(self, encoder: str = "thumbnail", points: Sequence[tuple[int, int]] | None = None,
+                 generator: str | None = None, seed: int = 0) -> None:
+        self.encoder, self.generator, self.seed = encoder, generator, seed
+        self.points = tuple(points) if points is not None else DEFAULT_COLLECTION_POINTS
+        self.name = "collection"
+        self.description = (f"semzip collection codec (dictionary + sparse codes of {encoder} embeddings, "
+                            "whole-archive bytes)")
+
+    def available(self):
+        try:
+            from semzip.models.registry import load_encoder
+
+            load_encoder(self.encoder)
+        except Exception as exc:  # noqa: BLE001
+            return False, f"encoder {self.encoder!r} cannot be loaded: {exc}"
+        return True, ""
+
+    def rate_points(self):
+        return [RatePoint(f"atoms={a},k={k}", {"n_atoms": int(a), "sparsity": int(k)}) for a, k in self.points]
+
+    def points_for(self, n_items: int) -> list[RatePoint]:
+        """Rate points usable on ``n_items`` images (no more atoms than items), duplicates dropped."""
+        seen, out = set(), []
+        for p in self.rate_points():
+            a = min(p.params["n_atoms"], n_items)
+            k = min(p.params["sparsity"], a)
+            if (a, k) not in seen:
+                seen.add((a, k))
+                out.append(RatePoint(f"atoms={a},k={k}", {"n_atoms": a, "sparsity": k}))
+        return out
+
+    def run(self, dataset, images, point, workdir):
+        from semzip import api
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        archive = workdir / f"collection_{point.label.replace('=', '').replace(',', '_')}.szc"
+        with tempfile.TemporaryDirectory(prefix="semzip-eval-") as tmp:
+            src = Path(tmp) / "images"
+            src.mkdir()
+            # Items are linked under their dataset index so archive names map back in order.
+            names = []
+            for i, it in enumerate(dataset.items):
+                link = src / f"{i:06d}{it.path.suffix.lower()}"
+                os.symlink(it.path.resolve(), link)
+                names.append(link.name)
+            size, got = api.compress_folder(src, archive, encoder=self.encoder, use_cache=False, strict=True,
+                                            **point.params)
+            if list(got.names) != names:
+                raise InvalidInputError("collection codec returned items in an unexpected order")
+            out = Path(tmp) / "decoded"
+            decoded: list[np.ndarray | None] = [None] * len(images)
+            by_size: dict[tuple[int, int], list[int]] = {}
+            for i, img in enumerate(images):
+                by_size.setdefault((img.shape[1], img.shape[0]), []).append(i)
+            for wh, idx in by_size.items():
+                paths = api.decompress_images(archive, out, items=[names[i] for i in idx], generator=self.generator,
+                                              seed=self.seed, size=wh)
+                for i, p in zip(idx, paths):
+                    with Image.open(p) as im:
+                        decoded[i] = np.array(im.convert("RGB"), dtype=np.uint8)
+        pixels = sum(img.shape[0] * img.shape[1] for img in images)
+        return CodecRun(decoded, int(size), 8.0 * size / pixels,
+                        extra={"archive": archive.name, "encoder": self.encoder, **point.params})
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+def get_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu") -> Codec:
+    """A codec by name: ``jpeg``, ``webp``, ``avif``, ``collection``, ``compressai[:<arch>]``."""
+    s = spec.strip().lower()
+    if s in _PILLOW:
+        return PillowCodec(s)
+    if s == "collection":
+        return CollectionCodec(encoder=encoder)
+    if s.startswith("compressai"):
+        _, _, arch = s.partition(":")
+        return CompressAICodec(arch or "bmshj2018-hyperprior", device=device)
+    raise InvalidInputError(f"unknown codec {spec!r}; known: jpeg, webp, avif, collection, compressai[:<arch>]")
+
+

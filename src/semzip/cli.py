@@ -385,8 +385,10 @@ def demo(
 
 def _register_subcommands() -> None:
     from semzip.cli_eval import eval_command
+    from semzip.cli_text import text_app
 
     app.command(name="eval")(eval_command)
+    app.add_typer(text_app, name="text")
 
 
 _register_subcommands()

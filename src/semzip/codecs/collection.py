@@ -5,7 +5,7 @@ the entropy models of the per-item symbols; per item it holds a sparse code:
 
     k        number of atoms (1..sparsity), coded as k-1 under a categorical learned from the collection
     first    index of the atom OMP chose first (the dominant concept), categorical over atom usage
-    sign     sign of that atom's weight (1 bit)
+    sign     sign of that atom's weight (categorical: almost always positive)
     rest     the other k-1 atom indices, sorted ascending, same categorical as ``first``
     ratios   their weights divided by the first atom's weight, uniformly quantised (step ``weight_step``)
 
@@ -80,15 +80,16 @@ class EntropyModels:
     count: CategoricalModel
     index: CategoricalModel
     ratio: CategoricalModel
+    sign: CategoricalModel
 
     def to_bytes(self) -> bytes:
-        parts = [m.to_bytes() for m in (self.count, self.index, self.ratio)]
+        parts = [m.to_bytes() for m in (self.count, self.index, self.ratio, self.sign)]
         return b"".join(struct.pack("<I", len(p)) + p for p in parts)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EntropyModels:
         models, pos = [], 0
-        for _ in range(3):
+        for _ in range(4):
             if pos + 4 > len(data):
                 raise CorruptedSectionError("collection entropy models are truncated")
             (n,) = struct.unpack_from("<I", data, pos)
@@ -193,6 +194,7 @@ class CollectionCodec:
             count=CategoricalModel.from_counts(np.bincount(codes.counts - 1, minlength=k_max)),
             index=CategoricalModel.from_counts(np.bincount(idx, minlength=n_atoms)),
             ratio=CategoricalModel.from_counts(np.bincount(codes.ratios, minlength=2 * self.weight_levels + 1)),
+            sign=CategoricalModel.from_counts(np.bincount(codes.sign, minlength=2)),
         )
 
     @staticmethod
@@ -200,7 +202,7 @@ class CollectionCodec:
         return (
             m.count.ideal_bits(codes.counts - 1)
             + m.index.ideal_bits(np.concatenate([codes.first, codes.rest]))
-            + len(codes.sign)
+            + m.sign.ideal_bits(codes.sign)
             + m.ratio.ideal_bits(codes.ratios)
         )
 
@@ -209,7 +211,7 @@ class CollectionCodec:
         enc = Encoder()
         enc.encode_categorical(codes.counts - 1, m.count)
         enc.encode_categorical(codes.first, m.index)
-        enc.encode_uniform(codes.sign, 2)
+        enc.encode_categorical(codes.sign, m.sign)
         if len(codes.rest):
             enc.encode_categorical(codes.rest, m.index)
             enc.encode_categorical(codes.ratios, m.ratio)
@@ -220,7 +222,7 @@ class CollectionCodec:
         dec = Decoder(payload)
         counts = dec.decode_categorical(m.count, n) + 1
         first = dec.decode_categorical(m.index, n)
-        sign = dec.decode_uniform(2, n)
+        sign = dec.decode_categorical(m.sign, n)
         n_rest = int(counts.sum() - n)
         rest = dec.decode_categorical(m.index, n_rest) if n_rest else np.zeros(0, np.int64)
         ratios = dec.decode_categorical(m.ratio, n_rest) if n_rest else np.zeros(0, np.int64)
@@ -229,11 +231,13 @@ class CollectionCodec:
 
     def reconstruct(self, codes: SparseCodes, D: np.ndarray) -> np.ndarray:
         """Decoded unit-norm embeddings from integer codes and the decoder's atoms."""
-        n = len(codes.counts)
         x = D[codes.first].copy()
-        owner = np.repeat(np.arange(n), codes.counts - 1)
         r = (codes.ratios.astype(np.float32) - np.float32(self.weight_levels)) * np.float32(self.weight_step)
-        np.add.at(x, owner, r[:, None] * D[codes.rest])
+        starts = np.concatenate([[0], np.cumsum(codes.counts - 1)[:-1]])
+        for slot in range(int(codes.counts.max(initial=1)) - 1):  # fixed order: deterministic float sums
+            has = np.flatnonzero(codes.counts - 1 > slot)
+            j = starts[has] + slot
+            x[has] += r[j, None] * D[codes.rest[j]]
         x *= np.where(codes.sign == 1, np.float32(-1), np.float32(1))[:, None]
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(norms > 0, norms, 1).astype(np.float32)

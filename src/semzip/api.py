@@ -159,6 +159,24 @@ def default_generator(space: str) -> str:
     )
 
 
+def archive_generator(archive: PathLike, generator: str | None = None):
+    """The generator to render an archive's embeddings: the given spec or the space's offline default.
+
+    Refuses a generator conditioned on another embedding space than the archive's.
+    """
+    from semzip.models.registry import load_generator
+
+    with Container.open(archive) as c:
+        space = c.header.params.get("space", "unknown")
+    gen = load_generator(generator or default_generator(space))
+    if gen.space != space:
+        raise ModelMismatchError(
+            f"the archive holds {space!r} embeddings but generator {gen.name!r} is conditioned on {gen.space!r}; "
+            "decoding would produce nonsense"
+        )
+    return gen
+
+
 def decompress_images(
     archive: PathLike,
     out_dir: PathLike,
@@ -173,20 +191,13 @@ def decompress_images(
 ) -> list[Path]:
     """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``."""
     from semzip.data.images import contact_sheet, save_png
-    from semzip.models.registry import load_generator
 
     with Container.open(archive) as c:
-        space = c.header.params.get("space", "unknown")
         names = list(c.names)
     x = decompress(archive, items=items)
     if items is not None:
         names = [names[i] if isinstance(i, int) else i for i in items]
-    gen = load_generator(generator or default_generator(space))
-    if gen.space != space:
-        raise ModelMismatchError(
-            f"the archive holds {space!r} embeddings but generator {gen.name!r} is conditioned on {gen.space!r}; "
-            "decoding would produce nonsense"
-        )
+    gen = archive_generator(archive, generator)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with Container.open(archive) as c:  # seeds follow the item's number, so one item decodes as in the full run

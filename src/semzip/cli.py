@@ -31,6 +31,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+def _save_npy(path: Path, x: np.ndarray) -> None:
+    """Write a .npy atomically (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, x)
+    tmp.replace(path)
+
+
 def _check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
     if any(path.resolve() == i.resolve() for i in inputs):
         raise InvalidInputError(f"refusing to overwrite the input {path}")
@@ -212,9 +219,7 @@ def decompress(
     if embeddings_only or output.suffix.lower() == ".npy":
         _check_output(output, force, (archive,))
         x = _decompress(archive, items=item)
-        tmp = output.with_name(f".{output.name}.tmp.npy")
-        np.save(tmp, x)
-        tmp.replace(output)
+        _save_npy(output, x)
         out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
         return
     if output.exists() and not output.is_dir():
@@ -240,20 +245,15 @@ def blend(
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it."""
-    from semzip.api import blend_item, default_generator
+    from semzip.api import archive_generator, blend_item
     from semzip.data.images import save_png
-    from semzip.format import Container
-    from semzip.models.registry import load_generator
 
     _check_output(output, force, (archive,))
     e = blend_item(archive, item, add or [], remove or [], weight)
     if output.suffix.lower() == ".npy":
-        np.save(output, e[None])
+        _save_npy(output, e[None])
     else:
-        with Container.open(archive) as c:
-            space = c.header.params.get("space", "unknown")
-        gen = load_generator(generator or default_generator(space))
-        save_png(gen.generate(e[None], seed=seed)[0], output)
+        save_png(archive_generator(archive, generator).generate(e[None], seed=seed)[0], output)
     out.print(f"wrote {output}")
 
 

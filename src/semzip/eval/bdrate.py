@@ -36,32 +36,29 @@ def _curve(rates: Sequence[float], values: Sequence[float], higher_is_better: bo
     return r, q
 
 
-def bd_rate(rate_anchor: Sequence[float], value_anchor: Sequence[float], rate_test: Sequence[float],
-            value_test: Sequence[float], higher_is_better: bool = True, method: str = "akima",
-            min_overlap: float = 0.0) -> float:
-    """BD-rate in percent of the test curve against the anchor (negative: the test saves bits)."""
+def _bd(fn: str, rate_anchor, value_anchor, rate_test, value_test, higher_is_better, method, min_overlap) -> float:
     import bjontegaard as bd
 
     ra, qa = _curve(rate_anchor, value_anchor, higher_is_better)
     rt, qt = _curve(rate_test, value_test, higher_is_better)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(bd.bd_rate(ra, qa, rt, qt, method=method, require_matching_points=False,
-                                min_overlap=min_overlap))
+        return float(getattr(bd, fn)(ra, qa, rt, qt, method=method, require_matching_points=False,
+                                     min_overlap=min_overlap))
+
+
+def bd_rate(rate_anchor: Sequence[float], value_anchor: Sequence[float], rate_test: Sequence[float],
+            value_test: Sequence[float], higher_is_better: bool = True, method: str = "akima",
+            min_overlap: float = 0.0) -> float:
+    """BD-rate in percent of the test curve against the anchor (negative: the test saves bits)."""
+    return _bd("bd_rate", rate_anchor, value_anchor, rate_test, value_test, higher_is_better, method, min_overlap)
 
 
 def bd_quality(rate_anchor: Sequence[float], value_anchor: Sequence[float], rate_test: Sequence[float],
                value_test: Sequence[float], higher_is_better: bool = True, method: str = "akima",
                min_overlap: float = 0.0) -> float:
     """Average metric gain of the test over the anchor at equal log-rate (BD-PSNR for PSNR; positive: better)."""
-    import bjontegaard as bd
-
-    ra, qa = _curve(rate_anchor, value_anchor, higher_is_better)
-    rt, qt = _curve(rate_test, value_test, higher_is_better)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(bd.bd_psnr(ra, qa, rt, qt, method=method, require_matching_points=False,
-                                min_overlap=min_overlap))
+    return _bd("bd_psnr", rate_anchor, value_anchor, rate_test, value_test, higher_is_better, method, min_overlap)
 
 
 def bd_table(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], anchor: str,

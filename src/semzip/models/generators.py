@@ -125,6 +125,28 @@ def _local_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
     return p
 
 
+def load_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
+                  allow_download: bool = False) -> tuple[Any, Path]:
+    """Load a diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default."""
+    from semzip.models.encoders import dtype_kwarg, hub_offline
+
+    local = Path(path).expanduser()
+    if not allow_download or local.exists():
+        local = _local_folder(path, what, hint)
+    import diffusers
+
+    src = str(local) if local.exists() else str(path)
+    try:
+        with hub_offline(not allow_download):
+            pipe = getattr(diffusers, pipeline).from_pretrained(
+                src, local_files_only=not allow_download, **dtype_kwarg(diffusers, dtype)
+            )
+    except (OSError, ValueError) as exc:
+        raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device), local
+
+
 class _DiffusersGenerator(ImageGenerator):
     default_steps = 25
     default_guidance = 4.0
@@ -243,29 +265,16 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         space: str = STABLE_UNCLIP_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.encoders import dtype_kwarg, hub_offline
+        from semzip.models.encoders import resolve_device, resolve_dtype
 
-        local = Path(path).expanduser()
-        if not allow_download or local.exists():
-            local = _local_folder(
-                path,
-                "Stable unCLIP pipeline",
-                "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
-                "or pass allow_download=True with a hub id.",
-            )
-        import diffusers
-
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.pipe, local = load_pipeline(
+            "StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
+            "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
+            "or pass allow_download=True with a hub id.", self.dtype, self.device, allow_download,
+        )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
-        src = str(local) if local.exists() else str(path)
-        try:
-            with hub_offline(not allow_download):
-                pipe = diffusers.StableUnCLIPImg2ImgPipeline.from_pretrained(
-                    src, local_files_only=not allow_download, **dtype_kwarg(diffusers, self.dtype)
-                )
-        except (OSError, ValueError) as exc:
-            raise MissingModelError(f"cannot load the Stable unCLIP pipeline from {path}: {exc}") from None
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe.to(self.device)
         self.noise_level = int(noise_level)
         self.prompt = str(prompt)
         self.dim = int(self.pipe.image_normalizer.mean.shape[-1])
@@ -328,31 +337,16 @@ class KandinskyV22Generator(_DiffusersGenerator):
         space: str = KANDINSKY22_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.encoders import dtype_kwarg, hub_offline
+        from semzip.models.encoders import resolve_device, resolve_dtype
 
-        local = Path(decoder_path).expanduser()
-        if not allow_download or local.exists():
-            local = _local_folder(
-                decoder_path,
-                "Kandinsky 2.2 decoder pipeline",
-                "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
-                "or pass allow_download=True with a hub id.",
-            )
-        import diffusers
-
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.pipe, local = load_pipeline(
+            "KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
+            "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
+            "or pass allow_download=True with a hub id.", self.dtype, self.device, allow_download,
+        )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
-        src = str(local) if local.exists() else str(decoder_path)
-        try:
-            with hub_offline(not allow_download):
-                pipe = diffusers.KandinskyV22Pipeline.from_pretrained(
-                    src, local_files_only=not allow_download, **dtype_kwarg(diffusers, self.dtype)
-                )
-        except (OSError, ValueError) as exc:
-            raise MissingModelError(
-                f"cannot load the Kandinsky 2.2 decoder from {decoder_path}: {exc}"
-            ) from None
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe.to(self.device)
         unet_cfg = self.pipe.unet.config
         self.dim = int(unet_cfg.encoder_hid_dim)
         self.space = space

@@ -275,3 +275,113 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
     words = [w.strip() for w in vocabulary if w.strip()]
     emb = _archive_encoder(archive).encode_text(words)
     return nearest_concepts(atoms, emb, words, top_k)
+
+
+# ----------------------------------------------------------------------------------------------- image-text
+
+
+def _image_text_codec(lic: str, language: str, scale: float = 0.5):
+    from semzip.codecs.image_text import ImageTextCodec
+    from semzip.codecs.text import TextCoder
+    from semzip.models.language import load_language_model
+    from semzip.models.lic import load_lic
+
+    return ImageTextCodec(load_lic(lic), TextCoder(load_language_model(language)), scale=scale)
+
+
+def compress_image_text(
+    source: PathLike,
+    output: PathLike,
+    captions: str | None = None,
+    captioner: str | None = None,
+    max_words: int | None = None,
+    lic: str = "tiny",
+    language: str = "smollm2-135m",
+    scale: float = 0.25,
+    strict: bool = False,
+    recursive: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, list[str]]:
+    """Code one image or a folder of images with the image-text codec; returns (bytes, item names).
+
+    Captions come from ``captioner`` (a registry spec, e.g. ``hf:/models/blip``) or, offline, from
+    ``captions`` (a CSV image,caption or a folder of <stem>.txt) or <stem>.txt files beside the images.
+    """
+    from semzip.data.images import iter_images
+    from semzip.models.registry import load_captioner
+    from semzip.pipeline import folder_files
+
+    src = Path(source)
+    if src.is_dir():
+        paths, skipped = folder_files(src, recursive)
+        if strict and skipped:
+            raise InvalidInputError(f"{skipped[0][0]}: {skipped[0][1]} (remove it or drop --strict)")
+        for name, why in skipped:
+            if on_skip:
+                on_skip(name, why)
+        root = src
+    elif src.is_file():
+        paths, root = [src], src.parent
+    else:
+        raise InvalidInputError(f"no such image or folder: {src}")
+
+    def skip(p: Path, why: str) -> None:
+        if on_skip:
+            on_skip(p.relative_to(root).as_posix(), why)
+
+    loaded = list(iter_images(paths, strict=strict, on_skip=skip))
+    if not loaded:
+        raise InvalidInputError(f"no readable images in {src}")
+    cap = load_captioner(captioner or (f"sidecar:{captions}" if captions else "sidecar"))
+    texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
+    codec = _image_text_codec(lic, language, scale)
+    names = [p.relative_to(root).as_posix() for p, _ in loaded]
+    enc = codec.compress([a for _, a in loaded], texts, names=names, progress=progress)
+    enc.header.params.update(captioner=cap.name, lic_spec=lic, language_spec=language)
+    return write(output, enc.header, enc.blobs, enc.blocks, enc.names), names
+
+
+def decompress_image_text(
+    archive: PathLike,
+    out_dir: PathLike,
+    items: Sequence[str | int] | None = None,
+    refiner: str | None = None,
+    lic: str | None = None,
+    language: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    strength: float | None = None,
+    guidance: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
+    """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet."""
+    from semzip.data.images import contact_sheet, save_png
+    from semzip.models.registry import load_refiner
+
+    with Container.open(archive) as c:
+        h = c.header
+        if h.codec != "image-text":
+            raise InvalidInputError(f"{archive} is a {h.codec!r} archive, not image-text")
+        codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
+                                  language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]))
+        numbers = None if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
+        decoded = codec.decode_items(c, numbers)
+        names = [c.names[i] for i in (numbers if numbers is not None else range(h.n_items))]
+    ref = load_refiner(refiner or "identity")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written, finals = [], []
+    for k, (name, d) in enumerate(zip(names, decoded)):
+        number = numbers[k] if numbers is not None else k  # seeds follow the item number, as for collections
+        img = ref.refine([d.image], [d.caption], seed=seed + number, steps=steps, strength=strength,
+                         guidance=guidance)[0]
+        finals.append(img)
+        written.append(save_png(img, out / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")))
+        if progress is not None:
+            progress(1)
+    atomic_write(out / "captions.txt", "".join(f"{n}\t{' '.join(d.caption.split())}\n" for n, d in zip(names, decoded)).encode())
+    params = ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
+    atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
+    save_png(contact_sheet(finals[:200], names[:200]), out / "contact_sheet.png")
+    return written

@@ -92,7 +92,9 @@ def compress(
     space: Annotated[
         str, typer.Option(help="With --embeddings: the space they live in, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k.")
     ] = "unknown",
-    codec: Annotated[str, typer.Option(help="collection (dictionary + sparse codes) or sq (scalar quantisation).")] = "collection",
+    codec: Annotated[
+        str, typer.Option(help="collection (dictionary + sparse codes), image-text (LIC + caption), or sq.")
+    ] = "collection",
     encoder: Annotated[
         str, typer.Option(help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
     ] = "thumbnail",
@@ -104,6 +106,14 @@ def compress(
     n_atoms: Annotated[int | None, typer.Option(help="collection: dictionary size (default ~items/8, 16..1024).")] = None,
     atom_bits: Annotated[int, typer.Option(help="collection: quantisation bits of dictionary values.")] = 6,
     bits: Annotated[int, typer.Option(help="sq: bits per dimension before entropy coding.")] = 8,
+    captions: Annotated[
+        str | None, typer.Option(help="image-text: captions CSV (image,caption) or folder of <stem>.txt.")
+    ] = None,
+    captioner: Annotated[str | None, typer.Option(help="image-text: captioning model, hf:PATH or chat:PATH.")] = None,
+    max_words: Annotated[int | None, typer.Option(help="image-text: caption length limit (a rate knob).")] = None,
+    lic: Annotated[str, typer.Option(help="image-text: tiny (offline default) or compressai:ARCH:QUALITY.")] = "tiny",
+    language: Annotated[str, typer.Option(help="image-text: caption language model.")] = "smollm2-135m",
+    scale: Annotated[float, typer.Option(help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
     block_size: Annotated[int | None, typer.Option(help="Items per block: the unit of random access.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
@@ -113,24 +123,36 @@ def compress(
     """Compress a collection (a folder of images or precomputed embeddings) into one archive."""
     from semzip.api import compress_embeddings, compress_folder
     from semzip.data.embeddings import load_embeddings_with_names
+    from semzip.data.images import list_images
 
     source = embeddings or input
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
     _check_output(output, force, (source,))
+    if codec == "image-text":
+        from semzip.api import compress_image_text
+
+        skipped: list[str] = []
+        n_in = len(list_images(source, recursive)) if source.is_dir() else 1
+        with _progress(n_in, "coding images and captions") as adv:
+            size, names_ = compress_image_text(
+                source, output, captions=captions, captioner=captioner, max_words=max_words, lic=lic,
+                language=language, scale=scale, strict=strict, recursive=recursive,
+                on_skip=_skip_reporter(skipped), progress=adv,
+            )
+        _print_rate(output, size, len(names_))
+        return
     if codec == "collection":
         params = dict(sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item, n_atoms=n_atoms,
                       atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal)
     elif codec == "sq":
         params = dict(bits=bits, block_size=block_size or 64)
     else:
-        raise InvalidInputError(f"unknown codec {codec!r}: use collection or sq")
+        raise InvalidInputError(f"unknown codec {codec!r}: use collection, image-text or sq")
     if source.is_dir():
         if codec != "collection":
             raise InvalidInputError("image folders are compressed with --codec collection")
-        skipped: list[str] = []
-        from semzip.data.images import list_images
-
+        skipped = []
         with _progress(len(list_images(source, recursive)), "embedding images") as adv:
             size, got = compress_folder(source, output, encoder=encoder, strict=strict, recursive=recursive,
                                         use_cache=cache, on_skip=_skip_reporter(skipped), embed_progress=adv,
@@ -210,11 +232,23 @@ def decompress(
     steps: Annotated[int | None, typer.Option(help="Diffusion steps (generator default if unset).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Guidance scale (generator default if unset).")] = None,
     size: Annotated[str | None, typer.Option(help="Output image size, e.g. 768x512.")] = None,
+    refiner: Annotated[
+        str | None, typer.Option(help="image-text: diffusion decoder, e.g. sd-img2img:PATH (default: identity).")
+    ] = None,
+    strength: Annotated[float | None, typer.Option(help="image-text: img2img strength.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Decode an archive to images (PNGs + contact sheet) or, with a .npy output, to embeddings."""
     from semzip.api import decompress as _decompress
-    from semzip.api import decompress_images, describe
+    from semzip.api import decompress_image_text, decompress_images, describe
+
+    if describe(archive)["codec"] == "image-text":
+        n = len(item) if item else describe(archive)["n_items"]
+        with _progress(n, "decoding images and captions") as adv:
+            files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
+                                          strength=strength, guidance=guidance, progress=adv)
+        out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
+        return
 
     if embeddings_only or output.suffix.lower() == ".npy":
         _check_output(output, force, (archive,))
@@ -386,8 +420,10 @@ def demo(
 def _register_subcommands() -> None:
     from semzip.cli_eval import eval_command
     from semzip.cli_text import text_app
+    from semzip.cli_train import train_lic_command
 
     app.command(name="eval")(eval_command)
+    app.command(name="train-lic")(train_lic_command)
     app.add_typer(text_app, name="text")
 
 

@@ -135,3 +135,112 @@ register_generator(
 register_generator(
     "kandinsky22", _kandinsky22, "kandinsky22:<folder> (Kandinsky 2.2 decoder, ViT-bigG-14 space)"
 )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# captioners and refiners (image-text codec)
+#
+# Captioners: ``sidecar`` | ``sidecar:<captions.csv or folder of .txt>`` | ``hf:<folder>`` | ``chat:<folder>``
+# Refiners:   ``identity`` | ``sd-img2img:<folder>`` | ``controlnet-tile:<sd folder>,<controlnet folder>``
+
+_CAPTIONERS: dict[str, tuple[Loader, str]] = {}
+_REFINERS: dict[str, tuple[Loader, str]] = {}
+
+
+def register_captioner(prefix: str, loader: Loader, usage: str) -> None:
+    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
+    _CAPTIONERS[prefix] = (loader, usage)
+
+
+def register_refiner(prefix: str, loader: Loader, usage: str) -> None:
+    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
+    _REFINERS[prefix] = (loader, usage)
+
+
+def known_captioners() -> list[str]:
+    """Usage patterns of the registered captioner specs."""
+    return [usage for _, usage in _CAPTIONERS.values()]
+
+
+def known_refiners() -> list[str]:
+    """Usage patterns of the registered refiner specs."""
+    return [usage for _, usage in _REFINERS.values()]
+
+
+def load_captioner(spec: str | None = "sidecar", **kw: Any) -> Any:
+    """Build the ``Captioner`` named by ``spec`` (e.g. ``"sidecar:captions.csv"``, ``"hf:/models/blip"``).
+
+    ``None`` or ``"sidecar"``: captions from ``<image stem>.txt`` files next to the images (the offline default).
+    """
+    if spec is None:
+        spec = "sidecar"
+    loader, arg = _split(spec, _CAPTIONERS, "captioner")
+    return loader(arg, **kw)
+
+
+def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
+    """Build the ``Refiner`` named by ``spec`` (e.g. ``"identity"``, ``"sd-img2img:/models/sd15"``)."""
+    if spec is None:
+        spec = "identity"
+    loader, arg = _split(spec, _REFINERS, "refiner")
+    return loader(arg, **kw)
+
+
+def _sidecar_captioner(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.captioners import SidecarCaptions
+
+    return SidecarCaptions(arg or None, **kw)
+
+
+def _hf_captioner(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.captioners import HFCaptioner
+
+    return HFCaptioner(_need(arg, "hf:<captioner folder or hub id>"), **kw)
+
+
+def _chat_captioner(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.captioners import ChatCaptioner
+
+    return ChatCaptioner(_need(arg, "chat:<multimodal chat model folder or hub id>"), **kw)
+
+
+def _identity_refiner(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.refiners import IdentityRefiner
+
+    if arg:
+        raise InvalidInputError(f"the identity refiner takes no argument, got {arg!r}")
+    return IdentityRefiner(**kw)
+
+
+def _sd_img2img(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.refiners import SDImg2ImgRefiner
+
+    return SDImg2ImgRefiner(_need(arg, "sd-img2img:<pipeline folder>"), **kw)
+
+
+def _controlnet_tile(arg: str | None, **kw: Any) -> Any:
+    from semzip.models.refiners import ControlNetTileRefiner
+
+    usage = "controlnet-tile:<sd pipeline folder>,<controlnet folder>"
+    sd, sep, cn = _need(arg, usage).rpartition(",")
+    if not sep or not sd or not cn:
+        raise InvalidInputError(f"missing argument: use {usage}")
+    return ControlNetTileRefiner(sd, cn, **kw)
+
+
+register_captioner(
+    "sidecar",
+    _sidecar_captioner,
+    "sidecar[:<captions.csv or folder>] (user captions: CSV image,caption or <stem>.txt files; offline default)",
+)
+register_captioner("hf", _hf_captioner, "hf:<folder> (transformers image-to-text: BLIP, BLIP-2, GIT)")
+register_captioner(
+    "chat", _chat_captioner, "chat:<folder> (multimodal chat model: Qwen2-VL, LLaVA, SmolVLM, Florence-2)"
+)
+register_refiner("identity", _identity_refiner, "identity (no diffusion decoder: the LIC image is the output)")
+register_refiner("sd-img2img", _sd_img2img, "sd-img2img:<folder> (Stable Diffusion img2img, caption as prompt)")
+register_refiner(
+    "controlnet-tile",
+    _controlnet_tile,
+    "controlnet-tile:<sd folder>,<controlnet folder> (SD img2img + tile ControlNet on the LIC image)",
+)

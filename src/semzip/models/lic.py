@@ -1,0 +1,764 @@
+"""Learned image codecs (LIC) behind one interface: ``compress(image) -> (streams, shape)``, ``decompress``.
+
+Two backends:
+
+* :class:`TinyHyperprior`: the project's own small mean-scale hyperprior (Ballé et al. 2018, Minnen et al.
+  2018 without the context model), trained by ``semzip train-lic`` on a few dozen offline photos. It is a
+  *tiny project-trained model*, not a published one, and its bitstreams are written with semzip's own
+  entropy layer (:mod:`semzip.entropy`) under the determinism rules below.
+* :class:`CompressAILIC`: CompressAI's zoo models (``bmshj2018-hyperprior``, ``mbt2018-mean``,
+  ``cheng2020-anchor``) or a local checkpoint of one, coded by CompressAI's own entropy coder.
+
+Determinism of :class:`TinyHyperprior` streams
+----------------------------------------------
+* ``z`` (the hyper-latent) is coded with per-channel integer :class:`~semzip.entropy.CategoricalModel`
+  tables computed once from the learned factorized density (at export) and stored *as integers* in the
+  weights file; loading never recomputes them. Values outside a channel's table range are clamped (both
+  encoder and decoder then see the clamped ``z_hat``, so this costs quality only, never sync).
+* ``y`` residuals ``round(y - mu)`` are coded with a :class:`~semzip.entropy.QuantizedGaussianTable`; the
+  per-symbol *scale indices* come from the hyper-synthesis run in a fixed mode on both sides: CPU, float32,
+  one thread, oneDNN disabled (:func:`deterministic_mode`). The Gaussian tables' own fingerprint (libm
+  dependent) is part of the model fingerprint, so a machine whose tables differ refuses the stream.
+* The y stream starts with a CRC32 of (model fingerprint, scale indices): if the decoder's hyper-synthesis
+  ever produces one different index (other hardware/BLAS), decoding fails loudly instead of returning noise.
+
+Streams: ``[y_stream, z_stream]`` (CompressAI's order). ``shape`` is a :class:`LICShape` with the original
+and coded sizes (``scale < 1`` downsamples before coding; the decoder upsamples back) and the model
+fingerprint. ``LICShape.to_bytes()`` is a compact binary form (~14 bytes) for containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from semzip.errors import (
+    EntropyDecodeError,
+    InvalidInputError,
+    MissingDependencyError,
+    MissingModelError,
+    ModelMismatchError,
+    ResourceLimitError,
+    SemzipError,
+)
+
+TINY_NAME = "semzip-tiny-hyperprior"
+"""Name of the project's own model family (never to be confused with a published model)."""
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "lic-tiny.safetensors"
+CACHE_ENV = "SEMZIP_CACHE"
+MAX_CODED_PIXELS = 100_000_000
+Z_PRECISION = 16
+Z_MAX_HALF_RANGE = 64
+STREAM_VERSION = 1
+PAD = 64  # total downsampling of g_a (16) times h_a (4)
+COMPRESSAI_ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
+
+__all__ = [
+    "COMPRESSAI_ARCHS",
+    "DEFAULT_WEIGHTS",
+    "TINY_NAME",
+    "CompressAILIC",
+    "LICShape",
+    "LearnedImageCodec",
+    "TinyHyperprior",
+    "default_weights_path",
+    "deterministic_mode",
+    "load_lic",
+]
+
+
+def _torch() -> Any:
+    from semzip._optional import require
+
+    return require("torch", "torch", "learned image codecs")
+
+
+# ------------------------------------------------------------------------------------------------ interface
+
+
+@dataclass(frozen=True)
+class LICShape:
+    """What a decoder needs besides the streams: original size, coded size, model fingerprint."""
+
+    height: int
+    width: int
+    coded_height: int
+    coded_width: int
+    model: str | None = None
+
+    def to_bytes(self) -> bytes:
+        """Version byte, four varints, flag + 8-byte fingerprint (hex) when ``model`` is set."""
+        out = bytearray([STREAM_VERSION])
+        for v in (self.height, self.width, self.coded_height, self.coded_width):
+            while v >= 0x80:
+                out.append((v & 0x7F) | 0x80)
+                v >>= 7
+            out.append(v)
+        if self.model:
+            out.append(1)
+            out += bytes.fromhex(self.model)
+        else:
+            out.append(0)
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LICShape:
+        """Inverse of :meth:`to_bytes`; malformed input raises :class:`EntropyDecodeError`."""
+        data = bytes(data)
+        if not data or data[0] != STREAM_VERSION:
+            raise EntropyDecodeError("LIC shape record: empty or unknown version")
+        pos, vals = 1, []
+        for _ in range(4):
+            v, shift = 0, 0
+            while True:
+                if pos >= len(data) or shift > 35:
+                    raise EntropyDecodeError("LIC shape record: truncated")
+                b = data[pos]
+                pos += 1
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    break
+            vals.append(v)
+        if pos >= len(data):
+            raise EntropyDecodeError("LIC shape record: truncated")
+        flag, pos = data[pos], pos + 1
+        model = None
+        if flag == 1:
+            if len(data) - pos != 8:
+                raise EntropyDecodeError("LIC shape record: bad fingerprint length")
+            model = data[pos:].hex()
+        elif flag != 0 or pos != len(data):
+            raise EntropyDecodeError("LIC shape record: trailing or invalid bytes")
+        return cls(*vals, model=model)
+
+
+class LearnedImageCodec:
+    """A learned image codec: ``compress`` an RGB uint8 image to byte streams and back."""
+
+    name: str = ""
+    quality: int | float | str | None = None
+
+    @property
+    def fingerprint(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compress(self, image: np.ndarray, scale: float = 1.0) -> tuple[list[bytes], LICShape]:
+        """Code ``image`` (H, W, 3 uint8); ``scale`` < 1 downsamples first (a rate knob)."""
+        raise NotImplementedError
+
+    def decompress(self, streams: list[bytes], shape: LICShape) -> np.ndarray:
+        """Decode streams from :meth:`compress` back to an (H, W, 3) uint8 image of the original size."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, quality={self.quality!r}, fp={self.fingerprint})"
+
+
+def _check_image(image: Any) -> np.ndarray:
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise InvalidInputError(
+            f"image must be an (H, W, 3) uint8 array, got shape {a.shape} dtype {a.dtype}"
+        )
+    return np.ascontiguousarray(a)
+
+
+def _coded_size(h: int, w: int, scale: Any) -> tuple[int, int]:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not 0 < scale <= 1:
+        raise InvalidInputError(f"scale must be a number in (0, 1], got {scale!r}")
+    return max(1, round(h * float(scale))), max(1, round(w * float(scale)))
+
+
+def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Deterministic Pillow resize of an RGB uint8 image (Lanczos down, bicubic up)."""
+    if image.shape[:2] == (h, w):
+        return image
+    down = h * w < image.shape[0] * image.shape[1]
+    method = Image.Resampling.LANCZOS if down else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(image).resize((w, h), method), dtype=np.uint8)
+
+
+def _check_shape(shape: Any) -> LICShape:
+    if isinstance(shape, (bytes, bytearray, memoryview)):
+        shape = LICShape.from_bytes(bytes(shape))
+    if not isinstance(shape, LICShape):
+        raise InvalidInputError(f"shape must be a LICShape (or its bytes), got {type(shape).__name__}")
+    for v in (shape.height, shape.width, shape.coded_height, shape.coded_width):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise EntropyDecodeError(f"LIC shape has an invalid size: {shape}")
+    for px in (shape.height * shape.width, shape.coded_height * shape.coded_width):
+        if px > MAX_CODED_PIXELS:
+            raise ResourceLimitError(f"LIC shape declares {px} pixels, above the limit of {MAX_CODED_PIXELS}")
+    return shape
+
+
+def _check_streams(streams: Any, n: int) -> list[bytes]:
+    if not isinstance(streams, (list, tuple)) or len(streams) != n:
+        raise InvalidInputError(f"expected a list of {n} byte streams, got {type(streams).__name__}")
+    out = []
+    for s in streams:
+        if not isinstance(s, (bytes, bytearray, memoryview)):
+            raise InvalidInputError(f"streams must be bytes, got {type(s).__name__}")
+        out.append(bytes(s))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+@contextmanager
+def deterministic_mode() -> Iterator[None]:
+    """The documented mode the hyper-synthesis runs in on both sides: CPU fp32, 1 thread, no oneDNN."""
+    torch = _torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # oneDNN's TF32 notice when flags are set
+            flags = torch.backends.mkldnn.flags(enabled=False)
+            flags.__enter__()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                flags.__exit__(None, None, None)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------- torch modules
+
+
+def _build_modules() -> dict[str, Any]:
+    """Torch module classes, defined lazily so that importing this module does not import torch."""
+    torch = _torch()
+    nn = torch.nn
+    F = torch.nn.functional
+
+    class GDN(nn.Module):
+        """Generalized divisive normalization (Ballé 2016); ``inverse`` multiplies instead of dividing.
+
+        Non-negativity by squaring: beta = beta_p^2 + 1e-6, gamma = gamma_p^2.
+        """
+
+        def __init__(self, channels: int, inverse: bool = False) -> None:
+            super().__init__()
+            self.inverse = inverse
+            self.beta = nn.Parameter(torch.ones(channels))
+            self.gamma = nn.Parameter(torch.eye(channels) * 0.1**0.5)
+
+        def forward(self, x):
+            c = x.shape[1]
+            norm = F.conv2d(x * x, (self.gamma**2).view(c, c, 1, 1), self.beta**2 + 1e-6)
+            return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+    class FactorizedDensity(nn.Module):
+        """Ballé 2018's per-channel learned CDF (monotone MLP, filters 3-3-3), for the hyper-latent z."""
+
+        def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+            super().__init__()
+            dims = (1, *filters, 1)
+            scale = init_scale ** (1 / (len(filters) + 1))
+            self.matrices = nn.ParameterList()
+            self.biases = nn.ParameterList()
+            self.factors = nn.ParameterList()
+            for i in range(len(filters) + 1):
+                init = float(np.log(np.expm1(1 / scale / dims[i + 1])))
+                self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+                self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+                if i < len(filters):
+                    self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+        def logits_cdf(self, x):  # x: (C, 1, n)
+            for i, m in enumerate(self.matrices):
+                x = torch.matmul(F.softplus(m), x) + self.biases[i]
+                if i < len(self.factors):
+                    x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+            return x
+
+        def likelihood(self, z):  # z: (B, C, H, W) -> same shape
+            b, c, h, w = z.shape
+            v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
+            lower = self.logits_cdf(v - 0.5)
+            upper = self.logits_cdf(v + 0.5)
+            sign = -torch.sign(lower + upper).detach()
+            p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+            return p.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    def conv(cin: int, cout: int, k: int = 5, s: int = 2):
+        return nn.Conv2d(cin, cout, k, stride=s, padding=k // 2)
+
+    def deconv(cin: int, cout: int, k: int = 5, s: int = 2):
+        return nn.ConvTranspose2d(cin, cout, k, stride=s, padding=k // 2, output_padding=s - 1)
+
+    class HyperpriorNet(nn.Module):
+        """Mean-scale hyperprior: g_a/g_s with GDN, h_a/h_s with leaky ReLU, factorized density for z."""
+
+        def __init__(self, N: int = 48, M: int = 64, Nh: int = 48) -> None:
+            super().__init__()
+            self.N, self.M, self.Nh = N, M, Nh
+            self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+            self.g_s = nn.Sequential(
+                deconv(M, N), GDN(N, True), deconv(N, N), GDN(N, True), deconv(N, N), GDN(N, True),
+                deconv(N, 3),
+            )
+            self.h_a = nn.Sequential(
+                conv(M, Nh, 3, 1), nn.LeakyReLU(), conv(Nh, Nh), nn.LeakyReLU(), conv(Nh, Nh)
+            )
+            self.h_s = nn.Sequential(
+                deconv(Nh, Nh), nn.LeakyReLU(), deconv(Nh, Nh * 3 // 2), nn.LeakyReLU(),
+                conv(Nh * 3 // 2, 2 * M, 3, 1),
+            )
+            self.density = FactorizedDensity(Nh)
+
+        def hyper(self, z_hat):
+            """(mu, sigma) of y from the quantized hyper-latent; sigma >= 0.11 (the table's smallest scale)."""
+            mu, raw = self.h_s(z_hat).chunk(2, dim=1)
+            return mu, 0.11 + F.softplus(raw)
+
+        def forward(self, x, noise: bool = True):
+            """Training pass on x in [0, 1]: reconstruction and likelihoods of y and z (noise proxy)."""
+            y = self.g_a(x)
+            z = self.h_a(y)
+            z_t = z + torch.empty_like(z).uniform_(-0.5, 0.5) if noise else torch.round(z)
+            mu, sigma = self.hyper(z_t)
+            if noise:
+                y_t = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            else:
+                y_t = torch.round(y - mu) + mu
+            # Distortion through a straight-through rounding (Minnen & Singh 2020); rate on the noisy proxy.
+            y_st = y + (torch.round(y - mu) + mu - y).detach()
+            v = torch.abs(y_t - mu)
+            normal = torch.distributions.Normal(0.0, 1.0)
+            p_y = normal.cdf((0.5 - v) / sigma) - normal.cdf((-0.5 - v) / sigma)
+            p_z = self.density.likelihood(z_t)
+            x_hat = self.g_s(y_st)
+            return x_hat, p_y.clamp_min(1e-9), p_z.clamp_min(1e-9)
+
+    return {"GDN": GDN, "FactorizedDensity": FactorizedDensity, "HyperpriorNet": HyperpriorNet}
+
+
+_MODULES: dict[str, Any] | None = None
+
+
+def modules() -> dict[str, Any]:
+    """The torch module classes (built once, on first use)."""
+    global _MODULES
+    if _MODULES is None:
+        _MODULES = _build_modules()
+    return _MODULES
+
+
+def build_net(N: int = 48, M: int = 64, Nh: int = 48, seed: int | None = None) -> Any:
+    """A fresh randomly initialised :class:`HyperpriorNet` (``seed`` makes it reproducible)."""
+    torch = _torch()
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return modules()["HyperpriorNet"](N, M, Nh)
+    return modules()["HyperpriorNet"](N, M, Nh)
+
+
+def z_tables(net: Any, max_half_range: int = Z_MAX_HALF_RANGE, precision: int = Z_PRECISION) -> dict[str, Any]:
+    """Integerise the learned z density once: per channel an offset and a frequency table.
+
+    Each channel's support is the integer range holding all but ~1e-7 of the mass (at most
+    ``2 * max_half_range + 1`` values); the end bins absorb the tails. Probabilities (float64) become
+    counts ``floor(p * 2**32)`` and go through :func:`semzip.entropy.integerize`.
+    """
+    torch = _torch()
+    from semzip.entropy import integerize
+
+    c = net.Nh
+    grid = torch.arange(-max_half_range, max_half_range + 1, dtype=torch.float64)
+    with torch.no_grad():
+        dens = net.density.double()
+        x = grid.view(1, 1, -1).expand(c, 1, -1)
+        upper = torch.sigmoid(dens.logits_cdf(x + 0.5)).squeeze(1)  # (C, K)
+        net.density.float()
+    upper = upper.numpy()
+    offsets = np.zeros(c, dtype=np.int32)
+    lengths = np.zeros(c, dtype=np.int32)
+    tables = np.zeros((c, grid.numel()), dtype=np.int32)
+    g = grid.numpy().astype(np.int64)
+    for ch in range(c):
+        cdf = upper[ch]
+        lo = int(np.searchsorted(cdf, 1e-7 / 2))
+        hi = int(np.searchsorted(cdf, 1 - 1e-7 / 2))
+        hi = min(max(hi, lo), len(g) - 1)
+        pmf = np.diff(np.concatenate([[0.0], cdf[lo:hi + 1]]))
+        pmf[0] = cdf[lo]
+        pmf[-1] = 1.0 - (cdf[hi - 1] if hi > lo else 0.0)
+        counts = np.floor(np.clip(pmf, 0, 1) * 2.0**32).astype(np.int64)
+        freqs = integerize(counts, precision)
+        offsets[ch], lengths[ch] = g[lo], freqs.size
+        tables[ch, : freqs.size] = freqs.astype(np.int32)
+    return {"z_offsets": offsets, "z_lengths": lengths, "z_freqs": tables[:, : int(lengths.max())].copy()}
+
+
+# ------------------------------------------------------------------------------------------------ backends
+
+
+def default_weights_path() -> Path:
+    """Where the shipped default lives, else where the build script put it in the user cache."""
+    if DEFAULT_WEIGHTS.is_file():
+        return DEFAULT_WEIGHTS
+    cache = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "semzip")) / "lic-tiny.safetensors"
+    return cache
+
+
+class TinyHyperprior(LearnedImageCodec):
+    """The project's own small mean-scale hyperprior, coded with semzip's entropy layer (see module doc)."""
+
+    def __init__(self, net: Any, tables: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                 quality: int | str = 1) -> None:
+        torch = _torch()
+        from semzip.entropy import CategoricalModel, QuantizedGaussianTable
+        from semzip.models.fingerprint import fingerprint_state_dict
+
+        self._torch = torch
+        self.net = net.to("cpu").float().eval().requires_grad_(False)
+        self.meta = dict(meta or {})
+        self.quality = quality
+        self.name = TINY_NAME
+        t = tables if tables is not None else z_tables(self.net)
+        self.z_offsets = np.asarray(t["z_offsets"], dtype=np.int64)
+        self.z_lengths = np.asarray(t["z_lengths"], dtype=np.int64)
+        freqs = np.asarray(t["z_freqs"], dtype=np.int64)
+        if not (len(self.z_offsets) == len(self.z_lengths) == freqs.shape[0] == self.net.Nh):
+            raise ModelMismatchError("LIC z tables do not match the model's hyper-latent channels")
+        try:
+            self.z_models = [
+                CategoricalModel(freqs[c, : self.z_lengths[c]].astype(np.uint32), Z_PRECISION)
+                for c in range(self.net.Nh)
+            ]
+        except SemzipError as exc:
+            raise ModelMismatchError(f"LIC z tables are invalid: {exc}") from None
+        self.table = QuantizedGaussianTable()
+        state = {k: v for k, v in self.net.state_dict().items()}
+        state["z_offsets"] = torch.from_numpy(self.z_offsets.astype(np.int32))
+        state["z_lengths"] = torch.from_numpy(self.z_lengths.astype(np.int32))
+        state["z_freqs"] = torch.from_numpy(freqs.astype(np.int32))
+        h = hashlib.sha256(b"semzip.lic.tiny-hyperprior.v1\x00")
+        h.update(fingerprint_state_dict(state).encode())
+        h.update(self.table.fingerprint().encode())
+        self._fingerprint = h.hexdigest()[:16]
+
+    # -- construction
+
+    @classmethod
+    def random(cls, N: int = 16, M: int = 24, Nh: int = 16, seed: int = 0) -> TinyHyperprior:
+        """A randomly initialised model (tests, smoke runs): real architecture, meaningless weights."""
+        return cls(build_net(N, M, Nh, seed=seed), meta={"trained": "no (random init)", "seed": seed})
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> TinyHyperprior:
+        """Load weights + integer z tables written by :meth:`save` (safetensors only, never pickle)."""
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise MissingModelError(
+                f"LIC weights not found: {p}. Build the offline default with scripts/build_lic_default.sh "
+                "(trains semzip's tiny hyperprior for ~15 min on CPU), or train one with "
+                "`semzip train-lic --config configs/lic-tiny.toml`."
+            )
+        from semzip._optional import require
+
+        st = require("safetensors.torch", "dev", "LIC weights")
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as fh:
+                meta = dict(fh.metadata() or {})
+            state = st.load_file(str(p))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types on bad files
+            raise MissingModelError(f"{p}: not a readable safetensors file ({exc})") from None
+        if meta.get("semzip_model") != TINY_NAME:
+            raise ModelMismatchError(f"{p} is not a {TINY_NAME} weights file (metadata {meta.get('semzip_model')!r})")
+        cfg = json.loads(meta.get("config", "{}"))
+        net = build_net(int(cfg.get("N", 48)), int(cfg.get("M", 64)), int(cfg.get("Nh", 48)))
+        tables = {k: state.pop(k).numpy() for k in ("z_offsets", "z_lengths", "z_freqs") if k in state}
+        if len(tables) != 3:
+            raise ModelMismatchError(f"{p} lacks the integer z tables (z_offsets, z_lengths, z_freqs)")
+        try:
+            net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+        except RuntimeError as exc:
+            raise ModelMismatchError(f"{p}: weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
+        info = json.loads(meta.get("info", "{}"))
+        return cls(net, tables, meta={**info, "path": str(p)}, quality=info.get("quality", 1))
+
+    @classmethod
+    def default(cls) -> TinyHyperprior:
+        """The offline default model (shipped in the package, else built into the user cache)."""
+        return cls.from_file(default_weights_path())
+
+    def save(self, path: str | os.PathLike, info: dict[str, Any] | None = None, dtype: str = "float16") -> Path:
+        """Write weights (``dtype``) and the integer z tables to a safetensors file, atomically.
+
+        The model is rebuilt from this file with :meth:`from_file`; float16 storage is exact after load
+        (the fp32 model holds the same values), so the fingerprint of the loaded model is stable.
+        """
+        torch = self._torch
+        from safetensors.torch import save_file
+
+        dt = {"float16": torch.float16, "float32": torch.float32}[dtype]
+        state = {k: v.detach().to(dt).contiguous() for k, v in self.net.state_dict().items()}
+        state["z_offsets"] = torch.from_numpy(self.z_offsets.astype(np.int32))
+        state["z_lengths"] = torch.from_numpy(self.z_lengths.astype(np.int32))
+        state["z_freqs"] = torch.from_numpy(
+            np.stack([np.pad(m.freqs.astype(np.int32), (0, int(self.z_lengths.max()) - m.num_symbols))
+                      for m in self.z_models])
+        )
+        meta = {
+            "semzip_model": TINY_NAME,
+            "config": json.dumps({"N": self.net.N, "M": self.net.M, "Nh": self.net.Nh}),
+            "info": json.dumps({**self.meta, **(info or {})}, default=str),
+            "dtype": dtype,
+        }
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # a weights file is data to share, not a secret
+        os.replace(tmp, p)
+        return p
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    # -- coding
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
+        return np.pad(x, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
+
+    def _hyper_indices(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mu (float32) and scale indices (int64) from integer z_hat, in :func:`deterministic_mode`."""
+        torch = self._torch
+        with deterministic_mode():
+            mu, sigma = self.net.hyper(torch.from_numpy(z_hat.astype(np.float32))[None])
+        mu = mu[0].numpy()
+        idx = self.table.scale_index(sigma[0].numpy().astype(np.float64))
+        return mu, idx
+
+    def _checksum(self, idx: np.ndarray) -> bytes:
+        crc = zlib.crc32(bytes.fromhex(self._fingerprint))
+        return struct.pack("<I", zlib.crc32(idx.astype(np.uint8).tobytes(), crc))
+
+    def analysis(self, image: np.ndarray) -> np.ndarray:
+        """The latent y (M, h, w) of a (padded) uint8 image."""
+        torch = self._torch
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        with torch.no_grad():
+            return self.net.g_a(x)[0].numpy()
+
+    def compress(self, image: np.ndarray, scale: float = 1.0) -> tuple[list[bytes], LICShape]:
+        """Code ``image``; returns ``[y_stream, z_stream]`` and the :class:`LICShape`."""
+        from semzip.entropy import Encoder
+
+        torch = self._torch
+        img = _check_image(image)
+        h, w = img.shape[:2]
+        ch, cw = _coded_size(h, w, scale)
+        if ch * cw > MAX_CODED_PIXELS:
+            raise ResourceLimitError(f"image of {ch * cw} coded pixels exceeds {MAX_CODED_PIXELS}")
+        x = self._pad(_resize(img, ch, cw))
+        y = self.analysis(x)
+        with torch.no_grad():
+            z = self.net.h_a(torch.from_numpy(y)[None])[0].numpy()
+        z_sym = np.rint(z).astype(np.int64) - self.z_offsets[:, None, None]
+        z_sym = np.clip(z_sym, 0, self.z_lengths[:, None, None] - 1)
+        z_hat = z_sym + self.z_offsets[:, None, None]
+        ez = Encoder()
+        for c in range(self.net.Nh):
+            ez.encode_categorical(z_sym[c].ravel(), self.z_models[c])
+        mu, idx = self._hyper_indices(z_hat)
+        resid = np.rint(y - mu).astype(np.int64)
+        ey = Encoder()
+        ey.encode_gaussian(resid.ravel(), idx.ravel(), self.table)
+        shape = LICShape(h, w, ch, cw, model=self._fingerprint)
+        return [self._checksum(idx) + ey.to_bytes(), ez.to_bytes()], shape
+
+    def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
+        """Decode ``[y_stream, z_stream]``; refuses another model's streams and a desynchronised hyperprior."""
+        from semzip.entropy import Decoder
+
+        torch = self._torch
+        y_bytes, z_bytes = _check_streams(streams, 2)
+        shape = _check_shape(shape)
+        if shape.model is not None and shape.model != self._fingerprint:
+            raise ModelMismatchError(
+                f"this LIC stream was encoded with model {shape.model}, but {self.name} {self._fingerprint} "
+                "was offered; decode with the same weights file"
+            )
+        if len(y_bytes) < 4:
+            raise EntropyDecodeError("LIC y stream is truncated (no scale checksum)")
+        hp, wp = shape.coded_height + (-shape.coded_height % PAD), shape.coded_width + (-shape.coded_width % PAD)
+        zh, zw = hp // PAD, wp // PAD
+        dz = Decoder(z_bytes)
+        z_sym = np.stack([dz.decode_categorical(m, zh * zw).reshape(zh, zw) for m in self.z_models])
+        dz.finish()
+        z_hat = z_sym + self.z_offsets[:, None, None]
+        mu, idx = self._hyper_indices(z_hat)
+        if self._checksum(idx) != y_bytes[:4]:
+            raise EntropyDecodeError(
+                "LIC scale-index checksum mismatch: the hyper-synthesis on this machine disagrees with the "
+                "encoder's (different model, corrupt stream, or a float difference across hardware; "
+                "decode on CPU with the same weights and torch build)"
+            )
+        dy = Decoder(y_bytes[4:])
+        resid = dy.decode_gaussian(idx.ravel(), self.table).reshape(idx.shape)
+        dy.finish()
+        y_hat = torch.from_numpy((resid + mu).astype(np.float32))[None]
+        with torch.no_grad():
+            x = self.net.g_s(y_hat)[0].clamp(0, 1).mul(255).round()
+        out = np.nan_to_num(x.permute(1, 2, 0).numpy()).astype(np.uint8)
+        out = np.ascontiguousarray(out[: shape.coded_height, : shape.coded_width])
+        return _resize(out, shape.height, shape.width)
+
+
+class CompressAILIC(LearnedImageCodec):
+    """A CompressAI model (zoo name + quality, or a local checkpoint), coded by CompressAI's entropy coder.
+
+    Zoo weights download from CompressAI's URL unless cached (``pretrained=True``); a ``checkpoint`` is a
+    local ``.safetensors`` file or a torch file read with ``weights_only=True`` (never unpickled).
+    CompressAI's float CDF path is not cross-machine safe (CompressAI #279): decode on the same kind of
+    hardware, CPU preferably.
+    """
+
+    def __init__(self, arch: str = "bmshj2018-hyperprior", quality: int = 1,
+                 checkpoint: str | os.PathLike | None = None, metric: str = "mse",
+                 allow_download: bool = False, device: str = "cpu") -> None:
+        if arch not in COMPRESSAI_ARCHS:
+            raise InvalidInputError(f"unknown CompressAI architecture {arch!r}; known: {', '.join(COMPRESSAI_ARCHS)}")
+        if not isinstance(quality, int) or not 1 <= quality <= 8 or (arch == "cheng2020-anchor" and quality > 6):
+            raise InvalidInputError(f"quality must be 1..8 (1..6 for cheng2020-anchor), got {quality!r}")
+        torch = _torch()
+        try:
+            import compressai  # noqa: F401
+            from compressai.zoo import image_models, load_state_dict
+            from compressai.zoo.image import model_architectures
+        except Exception as exc:  # noqa: BLE001 - torchvision's broken ops raise RuntimeError, not ImportError
+            raise MissingDependencyError(
+                f"compressai cannot be imported ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                "install it with pip install 'semzip[lic]' next to a torchvision that matches torch"
+            ) from None
+        self._torch = torch
+        self.arch, self.quality, self.device = arch, quality, device
+        self.name = f"compressai:{arch}:{quality}" if checkpoint is None else f"compressai:{arch}:{Path(checkpoint).name}"
+        if checkpoint is not None:
+            state = _load_state(Path(checkpoint).expanduser())
+            state = state.get("state_dict", state.get("model_state_dict", state))
+            try:
+                net = model_architectures[arch].from_state_dict(load_state_dict(state))
+            except Exception as exc:  # noqa: BLE001
+                raise ModelMismatchError(f"{checkpoint}: not a {arch} checkpoint ({exc})") from None
+        else:
+            if not allow_download and not _zoo_cached(torch, arch, quality, metric):
+                raise MissingModelError(
+                    f"CompressAI zoo weights for {arch} quality {quality} ({metric}) are not in torch's hub "
+                    f"cache ({Path(torch.hub.get_dir()) / 'checkpoints'}); pass allow_download=True on a machine "
+                    "with internet, or checkpoint=PATH to a local file"
+                )
+            try:
+                net = image_models[arch](quality=quality, metric=metric, pretrained=True, progress=False)
+            except Exception as exc:  # noqa: BLE001 - network/cache errors
+                raise MissingModelError(f"cannot load CompressAI {arch} q{quality}: {exc}") from None
+        net = net.eval().to(device)
+        net.update(force=True)  # build the integer CDF tables of the entropy bottleneck / Gaussian conditional
+        self.net = net
+        from semzip.models.fingerprint import fingerprint_state_dict
+
+        self._fingerprint = fingerprint_state_dict(net.state_dict())
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def compress(self, image: np.ndarray, scale: float = 1.0) -> tuple[list[bytes], LICShape]:
+        torch = self._torch
+        img = _check_image(image)
+        h, w = img.shape[:2]
+        ch, cw = _coded_size(h, w, scale)
+        x = np.pad(_resize(img, ch, cw), ((0, -ch % PAD), (0, -cw % PAD), (0, 0)), mode="edge")
+        t = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        with torch.no_grad():
+            out = self.net.compress(t)
+        streams = [s[0] for s in out["strings"]]  # one image: one string per latent
+        return streams, LICShape(h, w, ch, cw, model=self._fingerprint)
+
+    def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
+        torch = self._torch
+        shape = _check_shape(shape)
+        if shape.model is not None and shape.model != self._fingerprint:
+            raise ModelMismatchError(f"stream encoded with model {shape.model}, offered {self.name} {self._fingerprint}")
+        if not isinstance(streams, (list, tuple)) or not streams:
+            raise InvalidInputError("expected a non-empty list of byte streams")
+        hp, wp = shape.coded_height + (-shape.coded_height % PAD), shape.coded_width + (-shape.coded_width % PAD)
+        try:
+            with torch.no_grad():
+                x = self.net.decompress([[bytes(s)] for s in streams], [hp // PAD, wp // PAD])["x_hat"]
+        except Exception as exc:  # noqa: BLE001 - compressai raises raw errors on bad streams
+            raise EntropyDecodeError(f"CompressAI stream cannot be decoded ({exc})") from None
+        out = x[0].clamp(0, 1).mul(255).round().permute(1, 2, 0).cpu().numpy().astype(np.uint8)
+        return _resize(np.ascontiguousarray(out[: shape.coded_height, : shape.coded_width]), shape.height, shape.width)
+
+
+def _zoo_cached(torch: Any, arch: str, quality: int, metric: str) -> bool:
+    """Whether CompressAI's zoo file for (arch, quality, metric) sits in torch's hub cache."""
+    try:
+        from compressai.zoo.image import model_urls
+
+        url = model_urls[arch][metric][quality]
+    except Exception:  # noqa: BLE001
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).is_file()
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    """A state dict from safetensors or a torch file with ``weights_only=True`` (no arbitrary unpickling)."""
+    torch = _torch()
+    if not path.is_file():
+        raise MissingModelError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise MissingModelError(f"{path}: cannot be read as safetensors / weights-only torch file ({exc})") from None
+
+
+def load_lic(spec: str = "tiny", **kw: Any) -> LearnedImageCodec:
+    """Build a codec by name: ``tiny`` | ``tiny:<weights.safetensors>`` |
+    ``compressai:<arch>:<quality>`` | ``compressai:<arch>:<checkpoint file>``."""
+    if not isinstance(spec, str) or not spec:
+        raise InvalidInputError("LIC spec must be a non-empty string")
+    kind, _, arg = spec.partition(":")
+    if kind == "tiny":
+        return TinyHyperprior.from_file(arg) if arg else TinyHyperprior.default()
+    if kind == "compressai":
+        arch, _, q = arg.partition(":")
+        if q.isdigit():
+            return CompressAILIC(arch, int(q), **kw)
+        return CompressAILIC(arch, 1, checkpoint=q or None, **kw)
+    raise InvalidInputError(
+        f"unknown LIC {spec!r}; use tiny, tiny:<weights.safetensors>, compressai:<arch>:<quality> or "
+        "compressai:<arch>:<checkpoint>"
+    )

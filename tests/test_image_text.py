@@ -95,3 +95,16 @@ def test_cli_round_trip_and_missing_caption(folder, tmp_path):
     r = runner.invoke(app, ["compress", str(bare), "-o", str(tmp_path / "z.smz"), "--codec", "image-text"])
     assert r.exit_code == 2 and "no caption" in r.output and "--captions" in r.output
     assert not (tmp_path / "z.smz").exists()
+
+
+def test_decoding_settings_are_recorded_in_the_header(folder, tmp_path):
+    arc = tmp_path / "s.smz"
+    compress_image_text(folder / "imgs", arc, scale=0.5, seed=11, strength=0.4)
+    with Container.open(arc) as c:
+        assert c.header.params["refiner"] == {"spec": "identity", "seed": 11, "steps": None, "strength": 0.4,
+                                              "guidance": None}
+    decompress_image_text(arc, tmp_path / "o")
+    import json
+
+    rec = json.loads((tmp_path / "o" / "generation.json").read_text())
+    assert rec["refiner"] == "identity" and rec.get("seed", 11) == 11

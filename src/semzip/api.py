@@ -302,11 +302,18 @@ def compress_image_text(
     recursive: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    refiner: str = "identity",
+    seed: int = 0,
+    steps: int | None = None,
+    strength: float | None = None,
+    guidance: float | None = None,
 ) -> tuple[int, list[str]]:
     """Code one image or a folder of images with the image-text codec; returns (bytes, item names).
 
     Captions come from ``captioner`` (a registry spec, e.g. ``hf:/models/blip``) or, offline, from
     ``captions`` (a CSV image,caption or a folder of <stem>.txt) or <stem>.txt files beside the images.
+    The decoding settings (refiner, seed, steps, strength, guidance) are recorded in the header and used by
+    :func:`decompress_image_text` unless it is given others, so decoding is repeatable.
     """
     from semzip.data.images import iter_images
     from semzip.models.registry import load_captioner
@@ -337,7 +344,8 @@ def compress_image_text(
     texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
     codec = _image_text_codec(lic, language, scale)
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
-    enc = codec.compress([a for _, a in loaded], texts, names=names, progress=progress)
+    decode_settings = {"spec": refiner, "seed": seed, "steps": steps, "strength": strength, "guidance": guidance}
+    enc = codec.compress([a for _, a in loaded], texts, names=names, progress=progress, refiner_params=decode_settings)
     enc.header.params.update(captioner=cap.name, lic_spec=lic, language_spec=language)
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names), names
 
@@ -349,13 +357,16 @@ def decompress_image_text(
     refiner: str | None = None,
     lic: str | None = None,
     language: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     steps: int | None = None,
     strength: float | None = None,
     guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Path]:
-    """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet."""
+    """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
+
+    Refiner settings left as None are taken from the archive header (what the encoder recorded).
+    """
     from semzip.data.images import contact_sheet, save_png
     from semzip.models.registry import load_refiner
 
@@ -368,7 +379,13 @@ def decompress_image_text(
         numbers = None if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
         decoded = codec.decode_items(c, numbers)
         names = [c.names[i] for i in (numbers if numbers is not None else range(h.n_items))]
-    ref = load_refiner(refiner or "identity")
+        rec = h.params.get("refiner") or {}
+    refiner = refiner or rec.get("spec") or "identity"
+    seed = int(rec.get("seed") or 0) if seed is None else seed
+    steps = rec.get("steps") if steps is None else steps
+    strength = rec.get("strength") if strength is None else strength
+    guidance = rec.get("guidance") if guidance is None else guidance
+    ref = load_refiner(refiner)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, finals = [], []

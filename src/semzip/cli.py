@@ -114,6 +114,12 @@ def compress(
     lic: Annotated[str, typer.Option(help="image-text: tiny (offline default) or compressai:ARCH:QUALITY.")] = "tiny",
     language: Annotated[str, typer.Option(help="image-text: caption language model.")] = "smollm2-135m",
     scale: Annotated[float, typer.Option(help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
+    refiner: Annotated[
+        str, typer.Option(help="image-text: decoder to record in the header, e.g. sd-img2img:PATH.")
+    ] = "identity",
+    seed: Annotated[int, typer.Option(help="image-text: decoding seed recorded in the header.")] = 0,
+    steps: Annotated[int | None, typer.Option(help="image-text: diffusion steps recorded in the header.")] = None,
+    strength: Annotated[float | None, typer.Option(help="image-text: img2img strength recorded in the header.")] = None,
     block_size: Annotated[int | None, typer.Option(help="Items per block: the unit of random access.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
@@ -138,7 +144,8 @@ def compress(
             size, names_ = compress_image_text(
                 source, output, captions=captions, captioner=captioner, max_words=max_words, lic=lic,
                 language=language, scale=scale, strict=strict, recursive=recursive,
-                on_skip=_skip_reporter(skipped), progress=adv,
+                on_skip=_skip_reporter(skipped), progress=adv, refiner=refiner, seed=seed, steps=steps,
+                strength=strength,
             )
         _print_rate(output, size, len(names_))
         return
@@ -228,7 +235,9 @@ def decompress(
     generator: Annotated[
         str | None, typer.Option(help="Image generator (default: the offline one for the archive's space).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Generation seed (item i uses seed + i).")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Generation seed, item i uses seed + i (image-text: default from the header).")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Diffusion steps (generator default if unset).")] = None,
     guidance: Annotated[float | None, typer.Option(help="Guidance scale (generator default if unset).")] = None,
     size: Annotated[str | None, typer.Option(help="Output image size, e.g. 768x512.")] = None,
@@ -260,7 +269,7 @@ def decompress(
         raise InvalidInputError(f"{output} exists and is not a folder")
     n = len(item) if item else describe(archive)["n_items"]
     with _progress(n, "generating images") as adv:
-        files = decompress_images(archive, output, items=item, generator=generator, seed=seed, steps=steps,
+        files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0, steps=steps,
                                   guidance=guidance, size=_parse_size(size), progress=adv)
     out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
 

@@ -108,7 +108,7 @@ class ImageTextCodec:
                 "scale": self.scale,
                 "pixels_per_item": pixels // max(len(images), 1),
                 "caption_prompt": self._prompt_tag(),
-                "refiner": refiner_params or {"refiner": "identity"},
+                "refiner": refiner_params or {"spec": "identity"},
             },
             models=self._models(),
             writer=f"semzip {__version__}",

@@ -321,12 +321,7 @@ def compress_image_text(
 
     src = Path(source)
     if src.is_dir():
-        paths, skipped = folder_files(src, recursive)
-        if strict and skipped:
-            raise InvalidInputError(f"{skipped[0][0]}: {skipped[0][1]} (remove it or drop --strict)")
-        for name, why in skipped:
-            if on_skip:
-                on_skip(name, why)
+        paths, _ = folder_files(src, recursive, strict, on_skip)
         root = src
     elif src.is_file():
         paths, root = [src], src.parent

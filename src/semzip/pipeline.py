@@ -68,8 +68,16 @@ class EmbeddingCache:
         tmp.replace(self.path)
 
 
-def folder_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files of a folder in a deterministic order, and the other files (reported, not dropped)."""
+def folder_files(
+    folder: Path,
+    recursive: bool = False,
+    strict: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files of a folder in a deterministic order, and the other files (reported, not dropped).
+
+    Non-image files go to ``on_skip(name, reason)``; with ``strict`` the first one raises ``BadImageError``.
+    """
     if not folder.is_dir():
         raise InvalidInputError(f"no such folder: {folder}")
     images = list_images(folder, recursive=recursive)
@@ -79,7 +87,13 @@ def folder_files(folder: Path, recursive: bool = False) -> tuple[list[Path], lis
         for p in candidates
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS
     )
-    return images, [(o, "not an image file (unknown extension)") for o in others]
+    skipped = [(o, "not an image file (unknown extension)") for o in others]
+    if strict and skipped:
+        raise BadImageError(f"{skipped[0][0]}: {skipped[0][1]} (remove it or drop --strict)")
+    for name, reason in skipped:
+        if on_skip:
+            on_skip(name, reason)
+    return images, skipped
 
 
 def _batches(it: Iterator, size: int) -> Iterator[list]:
@@ -109,12 +123,7 @@ def embed_folder(
     batches (memory stays bounded by the batch), and cached embeddings are reused.
     """
     root = Path(folder)
-    paths, skipped = folder_files(root, recursive)
-    if strict and skipped:
-        raise BadImageError(f"{skipped[0][0]}: {skipped[0][1]} (remove it or drop --strict)")
-    for name, reason in skipped:
-        if on_skip:
-            on_skip(name, reason)
+    paths, skipped = folder_files(root, recursive, strict, on_skip)
     cache = EmbeddingCache(f"{encoder.name}|{encoder.fingerprint}", root, enabled=use_cache)
     rows: dict[str, tuple[np.ndarray, int]] = {}
     todo: list[Path] = []

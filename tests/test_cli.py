@@ -115,3 +115,17 @@ def test_import_semzip_imports_no_torch():
     code = "import sys, semzip, semzip.format, semzip.entropy, semzip.cli, semzip.api; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_error_messages_keep_square_brackets(monkeypatch, tmp_path):
+    """Errors are printed literally: 'semzip[torch]' must not be eaten as console markup."""
+    from semzip import cli
+    from semzip.errors import MissingDependencyError
+
+    def boom(*a, **k):
+        raise MissingDependencyError("install it with pip install 'semzip[torch]'")
+
+    monkeypatch.setattr("semzip.api.compress_embeddings", boom)
+    np.save(tmp_path / "e.npy", np.ones((4, 3), np.float32))
+    r = runner.invoke(cli.app, ["compress", "--embeddings", str(tmp_path / "e.npy"), "--codec", "sq", "-o", str(tmp_path / "x.smz")])
+    assert r.exit_code == 2 and "semzip[torch]" in r.output

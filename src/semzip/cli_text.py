@@ -22,7 +22,7 @@ import typer
 from semzip.clitools import err as _err
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import progress as _progress
-from semzip.errors import InvalidInputError
+from semzip.errors import InvalidInputError, SemzipError
 
 SUFFIX = ".smzc"
 

@@ -16,6 +16,7 @@ Atoms that fall out of use are re-initialised from the residuals of the worst-re
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,10 +27,31 @@ from semzip.sparse.omp import _densify, batch_omp, reconstruct, resolve_dtype, t
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DictionaryLearner"]
+__all__ = ["BatchStats", "DictionaryLearner"]
 
 _METHODS = ("online", "ksvd")
 _UPDATE_BLOCK = 32
+
+
+@dataclass
+class BatchStats:
+    """What one mini-batch contributes to an online step (numpy, so it travels between processes).
+
+    ``A = C^T C``, ``B = C^T X`` (C: the batch's dense codes), ``n`` samples, per-atom ``usage`` counts, the
+    residuals of the worst-coded samples (candidates for re-initialising dead atoms) with their squared
+    norms, and the sum of the samples' reconstruction cosines (for the epoch's fidelity).
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    n: int
+    usage: np.ndarray
+    worst_res: np.ndarray
+    worst_err: np.ndarray
+    cos_sum: float
+
+
+_STATE_SCALARS = ("weight", "since_check", "n_steps_", "n_iter_", "n_reinit_")
 
 
 class DictionaryLearner:
@@ -260,6 +282,123 @@ class DictionaryLearner:
         self._sync()
         return self
 
+    def batch_stats(self, X: Any) -> BatchStats:
+        """Code mini-batch ``X`` with the current dictionary; everything one online step needs from it.
+
+        ``apply_batch_stats([batch_stats(X)])`` is exactly ``partial_fit(X)`` on a fitted learner; passing
+        the stats of several batches (computed anywhere against the same dictionary) is one data-parallel
+        step, summed in list order so that the result does not depend on which worker finished first.
+        """
+        self._require_fitted()
+        self._setup()
+        Xt = self._tensor(X)
+        idx, coef, res2 = self._code(Xt, self._D)
+        C = _densify(idx, coef, self.n_atoms)
+        valid = idx >= 0
+        import torch
+
+        usage = torch.bincount(idx[valid], minlength=self.n_atoms)
+        m = min(Xt.shape[0], self.n_atoms)
+        err, worst = torch.topk(res2, m)
+        resid = Xt[worst] - reconstruct(idx[worst], coef[worst], self._D)
+        cos_sum = float(_cosines(res2, (Xt * Xt).sum(1)).sum())
+
+        def np_(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy()
+
+        return BatchStats(np_(C.T @ C), np_(C.T @ Xt), int(Xt.shape[0]), np_(usage), np_(resid), np_(err), cos_sum)
+
+    def apply_batch_stats(self, stats: list[BatchStats]) -> DictionaryLearner:
+        """One online step from the statistics of one or more mini-batches (see ``batch_stats``)."""
+        import torch
+
+        self._require_fitted()
+        self._setup()
+        if not stats:
+            raise InvalidInputError("apply_batch_stats needs at least one BatchStats")
+
+        def t_(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.array(a, copy=True)).to(self._dev, self._dt)
+
+        A, B = t_(stats[0].A), t_(stats[0].B)
+        for st in stats[1:]:
+            A = A + t_(st.A)
+            B = B + t_(st.B)
+        n = sum(st.n for st in stats)
+        self._fold_stats(A, B, n)
+        for st in stats:
+            self._usage += torch.from_numpy(np.array(st.usage, copy=True)).to(self._dev, torch.long)
+            self._since_check += st.n
+            self._merge_pool(t_(st.worst_res), t_(st.worst_err))
+        self._update_atoms()
+        self._maybe_reinit()
+        self._sync()
+        return self
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The learner's whole working state as named numpy arrays (for ``np.savez``; no pickle).
+
+        ``load_state_arrays`` on a learner with the same parameters continues exactly where this one was.
+        """
+        self._require_fitted()
+        K, d = self._D.shape
+        pool_res = self._pool_res if self._pool_res is not None else self._D.new_zeros((0, d))
+        pool_err = self._pool_err if self._pool_err is not None else self._D.new_zeros((0,))
+        out = {
+            "D": self._D, "A": self._A, "B": self._B, "usage": self._usage,
+            "pool_res": pool_res, "pool_err": pool_err,
+        }
+        arrays = {k: v.detach().cpu().numpy().copy() for k, v in out.items()}
+        arrays["has_pool"] = np.array(self._pool_res is not None)
+        arrays["weight"] = np.array(self._weight, dtype=np.float64)
+        arrays["since_check"] = np.array(self._since_check, dtype=np.int64)
+        for name in ("n_steps_", "n_iter_", "n_reinit_"):
+            arrays[name] = np.array(getattr(self, name), dtype=np.int64)
+        arrays["history_"] = np.asarray(self.history_, dtype=np.float64)
+        return arrays
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> DictionaryLearner:
+        """Restore a state saved by ``state_arrays``."""
+        import torch
+
+        self._setup()
+        try:
+            D = np.asarray(arrays["D"])
+            K, d = D.shape
+            if K != self.n_atoms:
+                raise InvalidInputError(f"the saved state has {K} atoms but n_atoms={self.n_atoms}")
+
+            def t_(name: str, dtype: Any = None) -> torch.Tensor:
+                return torch.from_numpy(np.array(arrays[name])).to(self._dev, dtype or self._dt)
+
+            self._D, self._A, self._B = t_("D"), t_("A"), t_("B")
+            self._usage = t_("usage", torch.long)
+            has_pool = bool(arrays["has_pool"])
+            self._pool_res = t_("pool_res") if has_pool else None
+            self._pool_err = t_("pool_err") if has_pool else None
+            self._weight = float(arrays["weight"])
+            self._since_check = int(arrays["since_check"])
+            self.n_steps_, self.n_iter_, self.n_reinit_ = (
+                int(arrays["n_steps_"]), int(arrays["n_iter_"]), int(arrays["n_reinit_"])
+            )
+            self.history_ = [float(v) for v in np.asarray(arrays["history_"]).ravel()]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"not a DictionaryLearner state ({exc!r})") from None
+        self._rng = np.random.default_rng(self.random_state)
+        self.n_features_in_ = d
+        self._sync()
+        return self
+
+    def init_from_samples(self, X: Any) -> DictionaryLearner:
+        """Start a fit: atoms from the samples ``X`` (as ``fit`` does), statistics empty."""
+        self._setup()
+        for attr in ("_D", "dictionary_"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        self._init_state(self._tensor(X))
+        return self
+
     def partial_fit(self, X: Any, y: Any = None) -> DictionaryLearner:
         """One online step on a mini-batch ``X`` (initialises the dictionary from it on the first call)."""
         self._setup()
@@ -323,6 +462,11 @@ class DictionaryLearner:
         m = min(X.shape[0], self.n_atoms)
         err, worst = torch.topk(res2, m)
         resid = X[worst] - reconstruct(idx[worst], coef[worst], self._D)
+        self._merge_pool(resid, err)
+
+    def _merge_pool(self, resid: torch.Tensor, err: torch.Tensor) -> None:
+        import torch
+
         if self._pool_res is None:
             self._pool_res, self._pool_err = resid, err
         else:

@@ -4,20 +4,23 @@ from semzip.format.container import (
     DEFAULT_LIMITS,
     FORMAT_MAJOR,
     FORMAT_MINOR,
+    LIMITS_ENV,
     MAGIC,
     BlockInfo,
     Container,
     Header,
     Limits,
     ModelRef,
+    NamesPacker,
     SectionInfo,
     SectionType,
     atomic_write,
+    default_limits,
     pack,
     write,
 )
 
 __all__ = [
-    "DEFAULT_LIMITS", "FORMAT_MAJOR", "FORMAT_MINOR", "MAGIC", "BlockInfo", "Container", "Header", "Limits",
-    "ModelRef", "SectionInfo", "SectionType", "atomic_write", "pack", "write",
+    "DEFAULT_LIMITS", "FORMAT_MAJOR", "FORMAT_MINOR", "LIMITS_ENV", "MAGIC", "BlockInfo", "Container", "Header",
+    "Limits", "ModelRef", "NamesPacker", "SectionInfo", "SectionType", "atomic_write", "default_limits", "pack", "write",
 ]

@@ -52,15 +52,49 @@ class SectionType(IntEnum):
 
 @dataclass(frozen=True)
 class Limits:
-    """Safety limits applied before anything is allocated (decompression-bomb guard)."""
+    """Safety limits applied before anything is allocated (decompression-bomb guard).
+
+    ``max_values`` bounds what one decode may produce (items x dimensions); the codecs check it before
+    decoding. Override per call (``Container.open(path, limits=Limits(...))``) or for a whole process with
+    the ``SEMZIP_LIMITS`` environment variable, e.g. ``SEMZIP_LIMITS="max_items=1000000,max_values=2e9"``.
+    """
 
     max_header_bytes: int = 16 << 20
     max_sections: int = 4096
     max_blocks: int = 1 << 24
     max_items: int = 1 << 32
+    max_names_bytes: int = 1 << 28
+    max_values: int = 1 << 30
+
+    @classmethod
+    def from_env(cls, spec: str | None = None) -> Limits:
+        """Limits from ``SEMZIP_LIMITS`` (comma-separated ``name=value``; unset names keep their default)."""
+        spec = os.environ.get(LIMITS_ENV, "") if spec is None else spec
+        values: dict[str, int] = {}
+        for part in filter(None, (x.strip() for x in spec.split(","))):
+            key, _, raw = part.partition("=")
+            key = key.strip()
+            if key not in cls.__dataclass_fields__:
+                raise InvalidInputError(
+                    f"{LIMITS_ENV}: unknown limit {key!r}; known: {', '.join(cls.__dataclass_fields__)}"
+                )
+            try:
+                value = int(float(raw)) if any(c in raw for c in ".eE") else int(raw)
+            except (ValueError, OverflowError):
+                raise InvalidInputError(f"{LIMITS_ENV}: {key} must be a number, got {raw!r}") from None
+            if value < 0:
+                raise InvalidInputError(f"{LIMITS_ENV}: {key} must not be negative, got {value}")
+            values[key] = value
+        return cls(**values)
 
 
+LIMITS_ENV = "SEMZIP_LIMITS"
 DEFAULT_LIMITS = Limits()
+
+
+def default_limits() -> Limits:
+    """The limits a reader uses when none are passed: ``SEMZIP_LIMITS`` if set, else :data:`DEFAULT_LIMITS`."""
+    return Limits.from_env() if os.environ.get(LIMITS_ENV) else DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -150,6 +184,41 @@ def _pack_names(names: Sequence[str]) -> bytes:
     return zlib.compress("\n".join(names).encode("utf-8"), 9)
 
 
+class NamesPacker:
+    """Builds the item-names section incrementally (same bytes as passing all names to ``pack``).
+
+    For collections too large to hold every name as a Python string: feed names shard by shard, then pass
+    the packer as ``pack(..., names=packer)``.
+    """
+
+    def __init__(self) -> None:
+        self._z = zlib.compressobj(9)
+        self._parts: list[bytes] = []
+        self.count = 0
+        self._blob: bytes | None = None
+
+    def add(self, names: Sequence[str]) -> None:
+        if self._blob is not None:
+            raise InvalidInputError("names were already packed")
+        for n in names:
+            if "\n" in n or not n:
+                raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
+        if not names:
+            return
+        text = ("\n" if self.count else "") + "\n".join(names)
+        self._parts.append(self._z.compress(text.encode("utf-8")))
+        self.count += len(names)
+
+    def blob(self) -> bytes:
+        if self._blob is None:
+            self._blob = b"".join(self._parts) + self._z.flush()
+            self._parts = []
+        return self._blob
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def pack(
     header: Header,
     blobs: dict[str, bytes] | None = None,
@@ -164,7 +233,7 @@ def pack(
     if names is not None:
         if len(names) != n_items:
             raise InvalidInputError(f"{len(names)} names given for {n_items} items")
-        blobs[NAMES_SECTION] = _pack_names(names)
+        blobs[NAMES_SECTION] = names.blob() if isinstance(names, NamesPacker) else _pack_names(names)
     header.n_items = n_items
     body: list[tuple[SectionType, str, bytes]] = [(SectionType.BLOB, k, bytes(v)) for k, v in blobs.items()]
     if blocks:
@@ -216,26 +285,67 @@ def write(path: str | os.PathLike, header: Header, blobs=None, blocks=(), names=
 # --------------------------------------------------------------------------------------------- reading
 
 
+class DefaultNames(Sequence[str]):
+    """``item_00000, item_00001, ...`` for an archive without stored names, made on demand.
+
+    A hostile header may declare billions of items; listing their default names up front would exhaust
+    memory before any check could refuse the archive.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError("item number out of range")
+        return f"item_{i:05d}"
+
+    def index(self, name: str, *args) -> int:  # type: ignore[override]
+        head, _, digits = str(name).partition("item_")
+        if not head and digits.isdigit() and (len(digits) == 5 or not digits.startswith("0")):
+            i = int(digits)
+            if i < self._n and self[i] == name:
+                return i
+        raise ValueError(f"{name!r} is not in the item names")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DefaultNames):
+            return other._n == self._n
+        if isinstance(other, (list, tuple)):
+            return len(other) == self._n and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"DefaultNames({self._n})"
+
+
 class Container:
     """A parsed container over bytes or an open file; sections are read (and CRC-checked) on demand."""
 
-    def __init__(self, source: bytes | BinaryIO, size: int, limits: Limits = DEFAULT_LIMITS, label: str = "input"):
+    def __init__(self, source: bytes | BinaryIO, size: int, limits: Limits | None = None, label: str = "input"):
         self._src = source
         self._size = size
-        self.limits = limits
+        self.limits = default_limits() if limits is None else limits
         self.label = label
         self._blocks: list[BlockInfo] | None = None
-        self._names: list[str] | None = None
+        self._names: Sequence[str] | None = None
         self._parse()
 
     # -- construction
     @classmethod
-    def from_bytes(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Container:
+    def from_bytes(cls, data: bytes, limits: Limits | None = None) -> Container:
         """Parse a container held in memory."""
         return cls(bytes(data), len(data), limits, label="buffer")
 
     @classmethod
-    def open(cls, path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> Container:
+    def open(cls, path: str | os.PathLike, limits: Limits | None = None) -> Container:
         """Open a container file; only the header and section boundaries are read now."""
         p = Path(path)
         if not p.is_file():
@@ -349,7 +459,7 @@ class Container:
                 writer=str(meta.get("writer", "")),
             )
             sections = [(int(t), str(n)) for t, n in meta["sections"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:  # int(inf): Overflow
             raise CorruptedSectionError(f"{self.label}: header is malformed ({exc})") from None
         if not 0 <= self.header.n_items <= self.limits.max_items:
             raise ResourceLimitError(f"{self.label}: header declares {self.header.n_items} items")
@@ -448,21 +558,43 @@ class Container:
         return lo, item - self.blocks[lo].first_item
 
     @property
-    def names(self) -> list[str]:
-        """Item names (item_00000, ... when the archive stores none)."""
+    def names(self) -> Sequence[str]:
+        """Item names (item_00000, ... when the archive stores none, generated on demand)."""
         if self._names is None:
             if self.has(NAMES_SECTION):
                 try:
-                    text = zlib.decompress(self.read(NAMES_SECTION)).decode("utf-8")
+                    text = self._inflate_names(self.read(NAMES_SECTION)).decode("utf-8")
                 except (zlib.error, UnicodeDecodeError):
                     raise CorruptedSectionError(f"{self.label}: item names are corrupted") from None
                 names = text.split("\n") if text else []
                 if len(names) != self.header.n_items:
                     raise CorruptedSectionError(f"{self.label}: {len(names)} names for {self.header.n_items} items")
             else:
-                names = [f"item_{i:05d}" for i in range(self.header.n_items)]
+                names = DefaultNames(self.header.n_items)
             self._names = names
         return self._names
+
+    def _inflate_names(self, packed: bytes) -> bytes:
+        """zlib-inflate the names section, refusing to grow it past ``limits.max_names_bytes`` (zip bomb)."""
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(packed, self.limits.max_names_bytes)
+        if inflater.unconsumed_tail:
+            raise ResourceLimitError(
+                f"{self.label}: item names inflate to more than {self.limits.max_names_bytes} bytes "
+                "(limit max_names_bytes)"
+            )
+        text += inflater.flush()
+        if not inflater.eof or inflater.unused_data:
+            raise CorruptedSectionError(f"{self.label}: item names are corrupted")
+        return text
+
+    def check_values(self, n_values: int, what: str = "values") -> None:
+        """Refuse to decode ``n_values`` numbers when that exceeds ``limits.max_values`` (before allocating)."""
+        if n_values > self.limits.max_values:
+            raise ResourceLimitError(
+                f"{self.label}: decoding would produce {n_values} {what}, above the limit of "
+                f"{self.limits.max_values} (max_values; raise it with SEMZIP_LIMITS if you trust this archive)"
+            )
 
     def item_index(self, name: str) -> int:
         """Item number of the item called ``name``."""

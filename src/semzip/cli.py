@@ -125,14 +125,45 @@ def compress(
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse cached embeddings of unchanged images.")] = True,
+    epochs: Annotated[int, typer.Option(help="collection: at most this many passes of dictionary learning.")] = 10,
+    engine: Annotated[
+        str, typer.Option(help="collection: memory (all in RAM), stream (bounded memory, resumable) or ray.")
+    ] = "memory",
+    store: Annotated[
+        Path | None, typer.Option(help="stream/ray: embedding store folder to fill or reuse (kept; default: temporary).")
+    ] = None,
+    shard_size: Annotated[int, typer.Option(help="stream/ray: items per store shard (the unit of resume).")] = 4096,
+    workers: Annotated[int, typer.Option(help="ray: local workers (ignored with --ray-address).")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="ray: cluster address (ray://host:10001 or auto).")] = None,
+    batches_per_step: Annotated[
+        int | None, typer.Option(help="stream/ray: mini-batches per dictionary step (default 1; ray: workers).")
+    ] = None,
+    keep_work: Annotated[bool, typer.Option(help="stream/ray: keep OUTPUT.work (checkpoints, codes) after success.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Compress a collection (a folder of images or precomputed embeddings) into one archive."""
+    """Compress a collection (a folder of images or precomputed embeddings) into one archive.
+
+    With --engine stream or ray the collection is embedded into an on-disk store shard by shard and
+    compressed from there in bounded memory; re-running an interrupted command resumes where it stopped.
+    """
     from semzip.api import compress_embeddings, compress_folder
     from semzip.data.embeddings import load_embeddings_with_names
     from semzip.data.images import list_images
 
     source = embeddings or input
+    if engine != "memory":
+        if codec != "collection":
+            raise InvalidInputError(f"--engine {engine} works with --codec collection only")
+        if source is None and store is None:
+            raise InvalidInputError("give a folder of images, an embeddings file, or an existing --store")
+        _check_output(output, force, (source,) if source is not None else ())
+        _compress_streaming(source, output, engine=engine, store=store, shard_size=shard_size, encoder=encoder,
+                            space=space, names_file=names, recursive=recursive, strict=strict, workers=workers,
+                            address=ray_address, batches_per_step=batches_per_step, keep_work=keep_work,
+                            sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item,
+                            n_atoms=n_atoms, atom_bits=atom_bits, block_size=block_size or 256,
+                            max_epochs=epochs)
+        return
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
     _check_output(output, force, (source,))
@@ -152,7 +183,7 @@ def compress(
         return
     if codec == "collection":
         params = dict(sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item, n_atoms=n_atoms,
-                      atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal)
+                      atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal, max_epochs=epochs)
     elif codec == "sq":
         params = dict(bits=bits, block_size=block_size or 64)
     else:
@@ -178,6 +209,26 @@ def compress(
             size = compress_embeddings(x, output, codec=codec, names=item_names, progress=advance, **params)
         n = len(x)
     _print_rate(output, size, n)
+
+
+def _compress_streaming(source: Path | None, output: Path, *, names_file: Path | None, **kw) -> None:
+    from semzip.stream import compress_streaming
+
+    names_ = None
+    if names_file is not None and source is not None and not source.is_dir():
+        names_ = _read_lines(names_file)
+    skipped: list[str] = []
+    size, n = compress_streaming(source, output, names=names_, on_skip=_skip_reporter(skipped),
+                                 progress=_progress, log=lambda m: err.print(escape(m), highlight=False), **kw)
+    where = f" (store {kw['store']})" if kw.get("store") is not None else ""
+    out.print(f"{kw['engine']} engine: {n} items{where}")
+    _print_rate(output, size, n)
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InvalidInputError(f"no such names file: {path}")
+    return path.read_text(encoding="utf-8").splitlines()
 
 
 def _read_names(path: Path, n: int) -> list[str]:

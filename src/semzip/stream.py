@@ -1,0 +1,673 @@
+"""Streaming collection compression: bounded memory, resumable, and parallel through an executor.
+
+``compress_store`` turns an :class:`~semzip.store.EmbeddingStore` into a collection archive without ever
+holding the collection in memory:
+
+1. **Dictionary**: online dictionary learning over mini-batches streamed from the store's shards. Each step
+   folds the statistics of ``group`` mini-batches coded against the same dictionary
+   (``DictionaryLearner.batch_stats`` / ``apply_batch_stats``); the executor computes them, locally one
+   after the other or on Ray workers in parallel, and they are summed in a fixed order, so the result does
+   not depend on which worker finished first. The epoch plan (shard order, row order, batch boundaries) is a
+   pure function of the seed, and the learner's whole state is checkpointed (every ``checkpoint_seconds``
+   and at each epoch end), so a killed run resumes and produces the same dictionary.
+2. **Codes**: every shard is OMP-coded over the quantised atoms (in parallel), its integer codes spilled to
+   the work folder (resumable); only histograms come back.
+3. **Entropy models** from the summed histograms; every shard's blocks are range-coded (in parallel).
+4. **Archive**: header, dictionary, models, blocks and names (packed shard by shard), written atomically.
+
+Memory is one shard, the dictionary and its statistics, the coded bytes of the archive and the
+zlib-compressed names: flat in the number of items up to the archive itself (a few bytes per item).
+The archive decodes with the ordinary :class:`~semzip.codecs.collection.CollectionCodec`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semzip import __version__
+from semzip.errors import InvalidInputError
+from semzip.store import EmbeddingStore, plan_fingerprint
+
+__all__ = [
+    "LocalExecutor",
+    "StreamSettings",
+    "compress_store",
+    "fill_store_from_array",
+    "fill_store_from_file",
+    "fill_store_from_folder",
+]
+
+ProgressFactory = Callable[[int, str], Any]  # (total, description) -> context manager yielding advance(n)
+
+
+@contextlib.contextmanager
+def _no_progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+@dataclass
+class StreamSettings:
+    """How the streaming fit walks the data (recorded in the archive header).
+
+    max_epochs / epoch_tol: passes over the store, stopping early when an epoch's mean cosine improves by
+    less than ``epoch_tol`` (as the in-memory fit). batch_size: items per mini-batch. group: mini-batches
+    per step (their statistics are summed: the data-parallel width; the Ray engine uses one per worker).
+    checkpoint_seconds: how often the learner's state is saved (and at every epoch end).
+    """
+
+    max_epochs: int = 10
+    epoch_tol: float = 1e-4
+    batch_size: int = 1024
+    group: int = 1
+    checkpoint_seconds: float = 30.0
+
+    def check(self) -> None:
+        for name in ("max_epochs", "batch_size", "group"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+        if not (math.isfinite(self.epoch_tol) and self.epoch_tol >= 0):
+            raise InvalidInputError(f"epoch_tol must be >= 0, got {self.epoch_tol}")
+
+
+class LocalExecutor:
+    """Runs tasks one after the other in this process (the ``stream`` engine)."""
+
+    name = "stream"
+    workers = 1
+
+    def put(self, obj: Any) -> Any:
+        return obj
+
+    def map(self, fn: Callable[..., Any], arglist: Iterable[tuple]) -> Iterator[Any]:
+        for args in arglist:
+            yield fn(*args)
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------ filling a store
+
+
+def fill_store_from_array(
+    root: str | os.PathLike,
+    x: Any,
+    names: Sequence[str] | None = None,
+    *,
+    source: str,
+    shard_size: int = 4096,
+    space: str = "unknown",
+    progress: ProgressFactory | None = None,
+) -> EmbeddingStore:
+    """Copy an (n, d) array-like (a memory-mapped .npy is read shard by shard) into a store; resumable."""
+    if getattr(x, "ndim", None) != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise InvalidInputError(f"embeddings must be a non-empty 2-D array, got shape {getattr(x, 'shape', None)}")
+    n, d = int(x.shape[0]), int(x.shape[1])
+    if names is not None and len(names) != n:
+        raise InvalidInputError(f"{len(names)} names for {n} embeddings")
+    store = EmbeddingStore.create(root, dim=d, n_items=n, shard_size=shard_size, plan=plan_fingerprint([source]),
+                                  source=source, space=space, named=names is not None)
+    todo = store.missing_shards()
+    with (progress or _no_progress)(n, "writing embedding store") as advance:
+        advance(n - sum(len(range(*store.shard_range(i))) for i in todo))
+        for i in todo:
+            start, stop = store.shard_range(i)
+            chunk = np.asarray(x[start:stop], dtype=np.float32)
+            shard_names = list(names[start:stop]) if names is not None else [f"item_{j:05d}" for j in range(start, stop)]
+            store.write_shard(i, shard_names, np.zeros(stop - start, np.int64), chunk)
+            advance(stop - start)
+    return store
+
+
+def fill_store_from_file(
+    root: str | os.PathLike,
+    path: str | os.PathLike,
+    *,
+    shard_size: int = 4096,
+    space: str = "unknown",
+    names: Sequence[str] | None = None,
+    progress: ProgressFactory | None = None,
+) -> EmbeddingStore:
+    """Fill a store from a .npy (memory-mapped) or .parquet (read in row batches) embeddings file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"no such embeddings file: {p}")
+    st = p.stat()
+    source = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if p.suffix.lower() == ".npy":
+        try:
+            x = np.load(p, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            raise InvalidInputError(f"cannot read {p} as a .npy array: {exc}") from None
+        if x.dtype.kind not in "fiu":
+            raise InvalidInputError(f"embeddings in {p.name} must be numeric, got dtype {x.dtype}")
+        return fill_store_from_array(root, x, names, source=source, shard_size=shard_size, space=space,
+                                     progress=progress)
+    if p.suffix.lower() != ".parquet":
+        raise InvalidInputError(f"unsupported embeddings file {p.name}: expected .npy or .parquet")
+    from semzip._optional import require
+    from semzip.data.embeddings import NAME_COLUMNS
+
+    pq = require("pyarrow.parquet", "distributed", "reading parquet embeddings")
+    try:
+        pf = pq.ParquetFile(p)
+    except Exception as exc:  # pyarrow raises many types for a damaged file
+        raise InvalidInputError(f"cannot read {p} as parquet: {exc}") from None
+    cols = pf.schema_arrow.names
+    column = next((c for c in ("embedding", "embeddings", "clip_embedding") if c in cols), None)
+    if column is None:
+        raise InvalidInputError(f"{p.name} has no 'embedding' column (columns: {', '.join(cols)})")
+    name_col = next((c for c in NAME_COLUMNS if c in cols), None)
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise InvalidInputError(f"{p.name} holds no rows")
+
+    class _Rows:  # array-like over the parquet file, read in shard-sized row batches
+        ndim = 2
+
+        def __init__(self) -> None:
+            first = next(pf.iter_batches(batch_size=1, columns=[column]))
+            self.shape = (n, len(first.column(0)[0]))
+            self._it = pf.iter_batches(batch_size=shard_size, columns=[column] + ([name_col] if name_col else []))
+            self._pos = 0
+
+        def __getitem__(self, sl: slice) -> np.ndarray:
+            # shards are read in order; a resumed fill skips done shards by reading past them
+            while True:
+                batch = next(self._it)
+                start = self._pos
+                self._pos += batch.num_rows
+                if start == sl.start:
+                    self.last_names = [str(v) for v in batch.column(1).to_pylist()] if name_col else None
+                    try:
+                        return np.asarray(batch.column(0).to_pylist(), dtype=np.float32)
+                    except (ValueError, TypeError):
+                        raise InvalidInputError(f"{p.name}: column {column!r} is not a list of equal-length "
+                                                "numbers") from None
+
+    rows = _Rows()
+    if names is None and name_col:
+        names = [str(v) for v in pf.read(columns=[name_col]).column(0).to_pylist()]
+    return fill_store_from_array(root, rows, names, source=source, shard_size=shard_size, space=space,
+                                 progress=progress)
+
+
+def folder_plan(folder: Path, paths: Sequence[Path], encoder: Any) -> str:
+    entries = [f"encoder|{encoder.name}|{encoder.fingerprint}"]
+    for p in paths:
+        entries.append(f"{p.relative_to(folder).as_posix()}|{p.stat().st_size}")
+    return plan_fingerprint(entries)
+
+
+def embed_shard(store: EmbeddingStore, i: int, folder: Path, rel_paths: Sequence[str], encoder: Any,
+                strict: bool = False, on_skip: Callable[[str, str], None] | None = None) -> int:
+    """Read and embed the images of shard ``i`` and write the shard; returns the items written."""
+    from semzip.data.images import iter_images
+
+    skipped: list[tuple[str, str]] = []
+
+    def skip(path: Path, reason: str) -> None:
+        name = path.relative_to(folder).as_posix()
+        skipped.append((name, reason))
+        if on_skip:
+            on_skip(name, reason)
+
+    names, pixels, arrays = [], [], []
+    for path, arr in iter_images([folder / r for r in rel_paths], strict=strict, on_skip=skip):
+        names.append(path.relative_to(folder).as_posix())
+        pixels.append(arr.shape[0] * arr.shape[1])
+        arrays.append(arr)
+    emb = encoder.encode_images(arrays) if arrays else np.zeros((0, store.dim), np.float32)
+    store.write_shard(i, names, pixels, emb, skipped)
+    return len(names)
+
+
+def fill_store_from_folder(
+    root: str | os.PathLike,
+    folder: str | os.PathLike,
+    encoder: Any,
+    *,
+    shard_size: int = 4096,
+    recursive: bool = False,
+    strict: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: ProgressFactory | None = None,
+    executor: Any = None,
+) -> EmbeddingStore:
+    """Embed a folder of images shard by shard into a store; re-running resumes at the missing shards.
+
+    With a Ray executor (``semzip.distributed.RayExecutor``) the shards are embedded by Ray Data actors that
+    each hold the encoder (one per GPU when there are GPUs).
+    """
+    from semzip.pipeline import folder_files
+
+    folder = Path(folder)
+    paths, _others = folder_files(folder, recursive, strict, on_skip)
+    if not paths:
+        raise InvalidInputError(f"no image files in {folder}")
+    store = EmbeddingStore.create(
+        root, dim=int(encoder.dim), n_items=len(paths), shard_size=shard_size,
+        plan=folder_plan(folder, paths, encoder), source=str(folder.resolve()), space=encoder.space,
+        encoder={"name": encoder.name, "fingerprint": encoder.fingerprint},
+    )
+    todo = store.missing_shards()
+    rel = [p.relative_to(folder).as_posix() for p in paths]
+    with (progress or _no_progress)(len(paths), "embedding images") as advance:
+        advance(len(paths) - sum(len(range(*store.shard_range(i))) for i in todo))
+        if executor is not None and hasattr(executor, "embed_shards"):
+            for i, n_planned in executor.embed_shards(store, folder, rel, todo, encoder, strict):
+                advance(n_planned)
+        else:
+            for i in todo:
+                start, stop = store.shard_range(i)
+                embed_shard(store, i, folder, rel[start:stop], encoder, strict, on_skip)
+                advance(stop - start)
+    if not any(store.shard_lengths()):
+        raise InvalidInputError(f"no readable images in {folder}")
+    return store
+
+
+# ------------------------------------------------------------------------------------------ worker tasks
+
+_STORES: dict[str, EmbeddingStore] = {}
+
+
+def _store(root: str) -> EmbeddingStore:
+    """One open store per worker process (keeps its shard cache between tasks)."""
+    s = _STORES.get(root)
+    if s is None:
+        s = _STORES[root] = EmbeddingStore.open(root)
+    return s
+
+
+def _normalised_rows(store_root: str, shard: int, rows: np.ndarray | None = None) -> np.ndarray:
+    from semzip.codecs.collection import _normalised
+
+    x = _store(store_root).read_shard(shard).embeddings
+    return _normalised(x if rows is None else x[rows])
+
+
+def _learner(params: dict, D: np.ndarray | None = None) -> Any:
+    from semzip.sparse import DictionaryLearner
+
+    lr = DictionaryLearner(**params)
+    if D is not None:
+        lr.dictionary_ = np.asarray(D, dtype=np.float32)
+    return lr
+
+
+def task_batch_stats(store_root: str, params: dict, D: np.ndarray, shard: int, rows: np.ndarray) -> Any:
+    """Statistics of one mini-batch (shard rows) against dictionary ``D``."""
+    return _learner(params, D).batch_stats(_normalised_rows(store_root, shard, rows))
+
+
+def task_code_shard(store_root: str, codec_kw: dict, D: np.ndarray, k: int, shard: int, spill: str) -> dict:
+    """OMP-code one shard over the decoder's atoms, spill its codes (reused when present), return histograms."""
+    from semzip.codecs.collection import CollectionCodec, SparseCodes
+
+    codec = CollectionCodec(**codec_kw)
+    path = Path(spill)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            codes = SparseCodes(*(z[f] for f in ("counts", "first", "sign", "rest", "ratios")))
+            cos_sum = float(z["cos_sum"])
+    else:
+        X = _normalised_rows(store_root, shard)
+        codes = codec._code(X, D, k)
+        cos_sum = float(np.sum(np.sum(codec.reconstruct(codes, D) * X, axis=1, dtype=np.float64)))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, cos_sum=np.float64(cos_sum), **asdict(codes))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    n_atoms = D.shape[0]
+    return {
+        "n": len(codes.counts),
+        "count": np.bincount(codes.counts - 1, minlength=k),
+        "index": np.bincount(np.concatenate([codes.first, codes.rest]), minlength=n_atoms),
+        "ratio": np.bincount(codes.ratios, minlength=2 * codec.weight_levels + 1),
+        "sign": np.bincount(codes.sign, minlength=2),
+        "cos_sum": cos_sum,
+    }
+
+
+def task_encode_shard(spill: str, models: bytes, block_size: int) -> list[tuple[int, bytes]]:
+    """Range-code one shard's spilled codes in blocks of ``block_size`` items."""
+    from semzip.codecs.collection import CollectionCodec, EntropyModels, SparseCodes
+
+    m = EntropyModels.from_bytes(models)
+    with np.load(spill, allow_pickle=False) as z:
+        codes = SparseCodes(*(z[f] for f in ("counts", "first", "sign", "rest", "ratios")))
+    n = len(codes.counts)
+    return [
+        (min(n, s + block_size) - s, CollectionCodec._encode_block(codes.slice(s, min(n, s + block_size)), m))
+        for s in range(0, n, block_size)
+    ]
+
+
+def task_shard_names(store_root: str, shard: int) -> tuple[list[str], int]:
+    s = _store(store_root).read_shard(shard)
+    return s.names, int(s.pixels.sum())
+
+
+# ------------------------------------------------------------------------------------------ the driver
+
+
+def _atomic_savez(path: Path, **arrays: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _epoch_plan(lengths: Sequence[int], seed: int, epoch: int, batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """The mini-batches of one epoch: shards in a seeded order, rows shuffled inside each shard."""
+    rng = np.random.default_rng([seed, epoch])
+    plan = []
+    for shard in rng.permutation(len(lengths)):
+        n = lengths[shard]
+        if n == 0:
+            continue
+        rows = np.random.default_rng([seed, epoch, int(shard)]).permutation(n)
+        plan += [(int(shard), rows[s : s + batch_size]) for s in range(0, n, batch_size)]
+    return plan
+
+
+def _run_id(store: EmbeddingStore, codec_kw: dict, settings: StreamSettings) -> str:
+    blob = json.dumps({"plan": store.meta["plan"], "codec": codec_kw, "settings": asdict(settings),
+                       "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def compress_store(
+    store: EmbeddingStore | str | os.PathLike,
+    output: str | os.PathLike,
+    codec: Any = None,
+    *,
+    settings: StreamSettings | None = None,
+    executor: Any = None,
+    workdir: str | os.PathLike | None = None,
+    keep_work: bool = False,
+    progress: ProgressFactory | None = None,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Compress a complete store into a collection archive (see the module docstring); returns bytes written.
+
+    ``codec`` is a :class:`~semzip.codecs.collection.CollectionCodec` carrying the parameters (its
+    ``max_epochs`` and ``random_state`` are used; ``bits_per_item`` needs the in-memory engine). The work
+    folder (default ``OUTPUT.work``) holds checkpoints and spilled codes; re-running the same command after
+    a crash resumes from it. It is removed after success unless ``keep_work``.
+    """
+    from semzip.codecs.collection import (
+        CollectionCodec,
+        EntropyModels,
+        default_n_atoms,
+        dequantize_dictionary,
+        quantize_dictionary,
+    )
+    from semzip.entropy import CategoricalModel, encode_symbols
+    from semzip.format import Header, ModelRef, NamesPacker, pack
+    from semzip.format.container import atomic_write
+
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
+    codec = codec or CollectionCodec()
+    settings = settings or StreamSettings(max_epochs=codec.max_epochs)
+    settings.check()
+    executor = executor or LocalExecutor()
+    progress = progress or _no_progress
+    log = log or (lambda s: None)
+    if codec.bits_per_item is not None:
+        raise InvalidInputError("--bits-per-item needs the in-memory engine; with streaming use --sparsity or "
+                                "--min-cosine")
+    lengths = store.shard_lengths()
+    N = sum(lengths)
+    if N == 0:
+        raise InvalidInputError(f"{store.root} holds no items")
+    n_atoms = codec.n_atoms or default_n_atoms(N)
+    if n_atoms > N:
+        raise InvalidInputError(f"n_atoms={n_atoms} exceeds the {N} items; use fewer atoms")
+    k_cap = min(codec.sparsity, n_atoms)
+    codec_kw = dict(n_atoms=n_atoms, sparsity=k_cap, min_cosine=codec.min_cosine, atom_bits=codec.atom_bits,
+                    weight_step=codec.weight_step, weight_clip=codec.weight_clip, block_size=codec.block_size,
+                    random_state=codec.random_state)
+    learner_kw = dict(n_atoms=n_atoms, n_nonzero=k_cap, min_cosine=codec.min_cosine,
+                      max_epochs=settings.max_epochs, epoch_tol=settings.epoch_tol,
+                      batch_size=settings.batch_size, random_state=codec.random_state)
+    work = Path(workdir if workdir is not None else f"{output}.work")
+    run = work / _run_id(store, codec_kw, settings)
+    (run / "codes").mkdir(parents=True, exist_ok=True)
+    root = str(store.root.resolve())
+    t0 = time.perf_counter()
+
+    # 1. dictionary ------------------------------------------------------------------------------
+    learner = _learner(learner_kw)
+    ckpt = run / "dictionary.npz"
+    epoch, step, cos_sum, done = 0, 0, 0.0, False
+    if ckpt.is_file():
+        with np.load(ckpt, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        learner.load_state_arrays(arrays)
+        epoch, step, cos_sum, done = (int(arrays["pos_epoch"]), int(arrays["pos_step"]),
+                                      float(arrays["pos_cos_sum"]), bool(arrays["pos_done"]))
+        log(f"resuming the dictionary fit at epoch {epoch + 1}, step {step}")
+    else:
+        pick = np.random.default_rng(codec.random_state).choice(N, size=n_atoms, replace=False)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        owner = np.searchsorted(starts, pick, side="right") - 1
+        X0 = np.empty((n_atoms, store.dim), np.float32)
+        for shard in np.unique(owner):
+            sel = np.flatnonzero(owner == shard)
+            X0[sel] = _normalised_rows(root, int(shard), pick[sel] - starts[shard])
+        learner.init_from_samples(X0)
+        del X0
+
+    def save(done_: bool) -> None:
+        _atomic_savez(ckpt, pos_epoch=np.int64(epoch), pos_step=np.int64(step), pos_cos_sum=np.float64(cos_sum),
+                      pos_done=np.bool_(done_), **learner.state_arrays())
+
+    if not done:
+        steps_per_epoch = -(-len(_epoch_plan(lengths, codec.random_state, 0, settings.batch_size)) // settings.group)
+        remaining = (settings.max_epochs - epoch) * steps_per_epoch - step
+        with progress(remaining, "learning the dictionary") as advance:
+            last_save = time.monotonic()
+            while epoch < settings.max_epochs:
+                plan = _epoch_plan(lengths, codec.random_state, epoch, settings.batch_size)
+                groups = [plan[i : i + settings.group] for i in range(0, len(plan), settings.group)]
+                while step < len(groups):
+                    D_ref = executor.put(learner.dictionary_)
+                    args = [(root, learner_kw, D_ref, shard, rows) for shard, rows in groups[step]]
+                    stats = list(executor.map(task_batch_stats, args))
+                    learner.apply_batch_stats(stats)
+                    cos_sum += sum(s.cos_sum for s in stats)
+                    step += 1
+                    advance(1)
+                    if time.monotonic() - last_save > settings.checkpoint_seconds:
+                        save(False)
+                        last_save = time.monotonic()
+                learner.n_iter_ += 1
+                stop = learner._end_epoch(cos_sum / N)
+                log(f"epoch {epoch + 1}: mean cosine {cos_sum / N:.5f}")
+                epoch, step, cos_sum = epoch + 1, 0, 0.0
+                if stop or epoch >= settings.max_epochs:
+                    break
+                save(False)
+                last_save = time.monotonic()
+        done = True
+        save(True)
+    t_dict = time.perf_counter() - t0
+
+    # 2. codes ---------------------------------------------------------------------------------------
+    qD, atom_step = quantize_dictionary(learner.dictionary_, codec.atom_bits)
+    D = dequantize_dictionary(qD, atom_step, codec.atom_bits)
+    codes_dir = run / "codes" / hashlib.sha256(qD.tobytes()).hexdigest()[:12]
+    codes_dir.mkdir(parents=True, exist_ok=True)
+    spills = [str(codes_dir / f"{i:05d}.npz") for i in range(len(lengths))]
+    hist: dict[str, Any] = {}
+    fid = 0.0
+    with progress(N, "coding items") as advance:
+        D_ref = executor.put(D)
+        args = [(root, codec_kw, D_ref, k_cap, i, spills[i]) for i in range(len(lengths))]
+        for h in executor.map(task_code_shard, args):
+            for key in ("count", "index", "ratio", "sign"):
+                hist[key] = hist[key] + h[key] if key in hist else h[key]
+            fid += h["cos_sum"]
+            advance(h["n"])
+    k_used = int(np.flatnonzero(hist["count"])[-1]) + 1 if hist["count"].any() else 1
+    models = EntropyModels(
+        count=CategoricalModel.from_counts(hist["count"][:k_cap]),
+        index=CategoricalModel.from_counts(hist["index"]),
+        ratio=CategoricalModel.from_counts(hist["ratio"]),
+        sign=CategoricalModel.from_counts(hist["sign"]),
+    )
+    models_bytes = models.to_bytes()
+
+    # 3. blocks ----------------------------------------------------------------------------------------
+    blocks: list[tuple[int, bytes]] = []
+    with progress(len(lengths), "range coding") as advance:
+        for shard_blocks in executor.map(task_encode_shard, [(s, models_bytes, codec.block_size) for s in spills]):
+            blocks += shard_blocks
+            advance(1)
+
+    # 4. archive -------------------------------------------------------------------------------------
+    packer = NamesPacker()
+    pixel_sum = 0
+    for names, px in executor.map(task_shard_names, [(root, i) for i in range(len(lengths))]):
+        packer.add(names)
+        pixel_sum += px
+    dict_model = CategoricalModel.from_counts(np.bincount(qD.ravel(), minlength=2**codec.atom_bits - 1))
+    table = dict_model.to_bytes()
+    import struct
+
+    dict_blob = struct.pack("<I", len(table)) + table + encode_symbols(qD.ravel(), dict_model)
+    enc = store.meta.get("encoder") or {}
+    encoder_ref = codec.encoder or (ModelRef("encoder", enc["name"], enc["fingerprint"]) if enc else None)
+    space = store.meta.get("space") or codec.space
+    header = Header(
+        codec="collection",
+        params={
+            "n_atoms": n_atoms,
+            "dim": store.dim,
+            "sparsity": k_cap,
+            "min_cosine": codec.min_cosine,
+            "atom_bits": codec.atom_bits,
+            "atom_step": atom_step,
+            "weight_step": codec.weight_step,
+            "weight_clip": codec.weight_clip,
+            "block_size": codec.block_size,
+            "space": space if space != "unknown" else codec.space,
+            "pixels_per_item": int(round(pixel_sum / N)) if pixel_sum else codec.pixels_per_item,
+            "dictionary_fit": {"method": "online-stream", "epochs": int(learner.n_iter_), "seed": codec.random_state,
+                               "batch_size": settings.batch_size, "group": settings.group},
+        },
+        models=[encoder_ref] if encoder_ref else [],
+        writer=f"semzip {__version__}",
+    )
+    named = store.meta.get("named", True)
+    data = pack(header, {"dictionary": dict_blob, "models": models_bytes}, blocks, packer if named else None)
+    size = atomic_write(output, data)
+    log(f"dictionary {t_dict:.1f} s, total {time.perf_counter() - t0:.1f} s; mean cosine of decoded items "
+        f"{fid / N:.4f}; {k_used} atoms per item at most")
+    if not keep_work:
+        shutil.rmtree(run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # only when empty: other runs' folders stay
+    return size
+
+
+# ------------------------------------------------------------------------------------------ one call
+
+
+def compress_streaming(
+    source: str | os.PathLike | None,
+    output: str | os.PathLike,
+    *,
+    engine: str = "stream",
+    store: str | os.PathLike | None = None,
+    shard_size: int = 4096,
+    encoder: str = "thumbnail",
+    space: str = "unknown",
+    names: Sequence[str] | None = None,
+    recursive: bool = False,
+    strict: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    workers: int = 2,
+    address: str | None = None,
+    batches_per_step: int | None = None,
+    keep_work: bool = False,
+    progress: ProgressFactory | None = None,
+    log: Callable[[str], None] | None = None,
+    **codec_params: Any,
+) -> tuple[int, int]:
+    """Fill (or reuse) an embedding store from ``source`` and compress it with the streaming pipeline.
+
+    ``source``: a folder of images, a .npy / .parquet embeddings file, or None to compress an existing
+    ``store``. ``engine``: ``"stream"`` (this process) or ``"ray"`` (``workers`` local Ray workers, or the
+    cluster at ``address``). Without ``store`` the embeddings go to ``OUTPUT.work/store``, removed with the
+    rest of the work folder after success; re-running the same command after a crash resumes.
+    Returns (archive bytes, items).
+    """
+    from semzip.codecs.collection import CollectionCodec
+
+    if engine not in ("stream", "ray"):
+        raise InvalidInputError(f"unknown engine {engine!r}: use memory, stream or ray")
+    work = Path(f"{output}.work")
+    store_root = Path(store) if store is not None else work / "store"
+    executor: Any = LocalExecutor()
+    if engine == "ray":
+        from semzip.distributed import RayExecutor
+
+        executor = RayExecutor(address=address, workers=workers)
+    try:
+        if source is None:
+            st = EmbeddingStore.open(store_root)
+        elif Path(source).is_dir():
+            from semzip.models.registry import load_encoder
+
+            enc = load_encoder(encoder)
+            st = fill_store_from_folder(store_root, source, enc, shard_size=shard_size, recursive=recursive,
+                                        strict=strict, on_skip=on_skip, progress=progress, executor=executor)
+        else:
+            st = fill_store_from_file(store_root, source, shard_size=shard_size, space=space, names=names,
+                                      progress=progress)
+        group = batches_per_step or (executor.workers if engine == "ray" else 1)
+        codec = CollectionCodec(**codec_params)
+        settings = StreamSettings(max_epochs=codec.max_epochs, group=group)
+        size = compress_store(st, output, codec, settings=settings, executor=executor, workdir=work,
+                              keep_work=True, progress=progress, log=log)
+        n_items = sum(st.shard_lengths())
+    finally:
+        executor.close()
+    if not keep_work and work.is_dir():
+        inside = store_root.resolve().is_relative_to(work.resolve())
+        if store is None or not inside:
+            shutil.rmtree(work, ignore_errors=True)
+        else:  # the user's store lives in the work folder: keep it, drop the runs
+            for p in work.iterdir():
+                if p.is_dir() and p.resolve() != store_root.resolve():
+                    shutil.rmtree(p, ignore_errors=True)
+    return size, n_items

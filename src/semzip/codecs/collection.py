@@ -27,7 +27,7 @@ from semzip import __version__
 from semzip._optional import require
 from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
-from semzip.entropy import CategoricalModel, Decoder, Encoder, decode_symbols, encode_symbols
+from semzip.entropy import MAX_ALPHABET, CategoricalModel, Decoder, Encoder, decode_symbols, encode_symbols
 from semzip.errors import CorruptedSectionError, InvalidInputError
 from semzip.format import Container, Header, ModelRef
 
@@ -129,8 +129,11 @@ class CollectionCodec:
             raise InvalidInputError(f"sparsity must be at least 1, got {sparsity}")
         if not 2 <= atom_bits <= 12:
             raise InvalidInputError(f"atom_bits must be between 2 and 12, got {atom_bits}")
-        if not (0 < weight_step <= weight_clip):
-            raise InvalidInputError(f"need 0 < weight_step <= weight_clip, got {weight_step}, {weight_clip}")
+        if not (0 < weight_step <= weight_clip < math.inf) or weight_clip / weight_step > MAX_ALPHABET // 2:
+            raise InvalidInputError(
+                f"need 0 < weight_step <= weight_clip and at most {MAX_ALPHABET // 2} weight steps, got "
+                f"{weight_step}, {weight_clip}"
+            )
         if min_cosine is not None and not -1 <= min_cosine <= 1:
             raise InvalidInputError(f"min_cosine must lie in [-1, 1], got {min_cosine}")
         if bits_per_item is not None and bits_per_item <= 0:
@@ -334,8 +337,8 @@ class CollectionCodec:
                 space=str(p["space"]),
                 pixels_per_item=int(p["pixels_per_item"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptedSectionError(f"collection parameters are missing or malformed ({exc})") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise CorruptedSectionError(f"collection parameters are missing or malformed ({exc!r})") from None
 
     def load_state(self, container: Container) -> tuple[np.ndarray, EntropyModels]:
         """The decoder's atoms and the per-item entropy models stored in an archive."""
@@ -347,9 +350,15 @@ class CollectionCodec:
         if 4 + m_len > len(blob):
             raise CorruptedSectionError(f"{container.label}: dictionary section is truncated")
         dict_model = CategoricalModel.from_bytes(blob[4 : 4 + m_len])
-        n_atoms, d = int(p["n_atoms"]), int(p["dim"])
+        try:
+            n_atoms, d, atom_step = int(p["n_atoms"]), int(p["dim"]), float(p["atom_step"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise CorruptedSectionError(f"{container.label}: collection parameters are malformed ({exc!r})") from None
+        if not (n_atoms >= 1 and d >= 1 and math.isfinite(atom_step)):
+            raise CorruptedSectionError(f"{container.label}: collection parameters are out of range")
+        container.check_values(n_atoms * d, f"dictionary numbers ({n_atoms} atoms x {d} dimensions)")
         qD = decode_symbols(blob[4 + m_len :], dict_model, n_atoms * d).reshape(n_atoms, d)
-        D = dequantize_dictionary(qD, float(p["atom_step"]), self.atom_bits)
+        D = dequantize_dictionary(qD, atom_step, self.atom_bits)
         models = EntropyModels.from_bytes(container.read("models"))
         if models.index.num_symbols != n_atoms or models.count.num_symbols != self.sparsity:
             raise CorruptedSectionError(f"{container.label}: entropy models do not match the parameters")
@@ -379,6 +388,8 @@ class CollectionCodec:
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decoded unit-norm float32 embeddings of all items (or of ``items`` only)."""
         D, models = self.load_state(container)
+        n_out = container.header.n_items if items is None else len(items)
+        container.check_values(n_out * D.shape[1], f"numbers ({n_out} items x {D.shape[1]} dimensions)")
         codes = self._decode_items(container, models, items)
         if len(codes.counts) and (codes.first.max() >= D.shape[0] or (len(codes.rest) and codes.rest.max() >= D.shape[0])):
             raise CorruptedSectionError(f"{container.label}: an atom index lies outside the dictionary")

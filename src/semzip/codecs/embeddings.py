@@ -7,6 +7,7 @@ one categorical model learned from the collection (its integer frequency table i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,15 +70,22 @@ class ScalarQuantCodec:
     @classmethod
     def from_header(cls, header: Header) -> ScalarQuantCodec:
         p = header.params
-        return cls(bits=int(p["bits"]), block_size=int(p["block_size"]))
+        try:
+            return cls(bits=int(p["bits"]), block_size=int(p["block_size"]))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise CorruptedSectionError(f"sq parameters are missing or malformed ({exc!r})") from None
 
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decode all items (or only ``items``, reading only their blocks) to float32 embeddings."""
         p = container.header.params
         try:
             d, step, normalize = int(p["dim"]), float(p["step"]), bool(p["normalize"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise CorruptedSectionError(f"{container.label}: sq parameters are missing or malformed") from None
+        if not (d >= 1 and math.isfinite(step)):
+            raise CorruptedSectionError(f"{container.label}: sq parameters are out of range (dim {d}, step {step})")
+        n_out = container.header.n_items if items is None else len(items)
+        container.check_values(n_out * d, f"numbers ({n_out} items x {d} dimensions)")
         model = CategoricalModel.from_bytes(container.read("model"))
         if items is None:
             parts = [decode_symbols(payload, model, b.n_items * d) for b, payload in container.iter_blocks()]

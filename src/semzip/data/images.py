@@ -119,7 +119,9 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ResourceLimitError(f"{p}: refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise BadImageError(f"{p}: not an image file Pillow can identify") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Pillow's plugins raise many types on malformed files
+        # (OSError, SyntaxError, struct.error, IndexError, ZeroDivisionError, ...): any of them means this
+        # one file is unreadable, and must not abort a folder run
         raise BadImageError(f"{p}: cannot decode image ({type(exc).__name__}: {exc})") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise BadImageError(f"{p}: decoded to an unusable array of shape {arr.shape}")

@@ -31,9 +31,14 @@ from semzip.entropy.models import (
     QuantizedLaplaceTable,
     QuantizedTable,
 )
-from semzip.errors import EntropyDecodeError, InvalidInputError
+from semzip.errors import EntropyDecodeError, InvalidInputError, ResourceLimitError
 
-__all__ = ["Decoder", "Encoder", "decode_symbols", "encode_symbols"]
+__all__ = ["MAX_DECODE_COUNT", "Decoder", "Encoder", "decode_symbols", "encode_symbols"]
+
+# Most symbols one decode call may produce. Counts come from (possibly hostile) archive headers and a
+# near-certain symbol costs almost no bits, so the stream length cannot bound them: without a cap a
+# forged count makes constriction abort the process on a failed allocation.
+MAX_DECODE_COUNT = 1 << 26
 
 _UNIFORM_MAX = 2**24 - 1  # constriction's Uniform needs size < 2**24
 _MAX_UNIFORM_N = 2**32
@@ -72,6 +77,17 @@ def _check_count(count: Any) -> int:
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise InvalidInputError(f"count must be a non-negative int, got {count!r}")
     return int(count)
+
+
+def _check_decode_count(count: Any, limit: int | None = None) -> int:
+    count = _check_count(count)
+    limit = MAX_DECODE_COUNT if limit is None else limit
+    if count > limit:
+        raise ResourceLimitError(
+            f"refusing to decode {count} symbols in one call (limit {limit}, semzip.entropy.coder."
+            "MAX_DECODE_COUNT): the archive's declared sizes are corrupt or hostile"
+        )
+    return count
 
 
 def _check_uniform_n(n: Any) -> int:
@@ -183,9 +199,10 @@ class Encoder:
 class Decoder:
     """Replays the calls of an :class:`Encoder` on its bytes, in the same order with the same models."""
 
-    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, max_count: int | None = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidInputError(f"Decoder needs bytes, got {type(data).__name__}")
+        self.max_count = max_count  # symbols one call may decode; None: the module's MAX_DECODE_COUNT
         raw = bytes(data)
         raw += b"\x00" * (-len(raw) % 4)
         words = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
@@ -212,7 +229,7 @@ class Decoder:
         """Decode ``count`` symbols coded by :meth:`Encoder.encode_categorical`; int64 array."""
         if not isinstance(model, CategoricalModel):
             raise InvalidInputError(f"model must be a CategoricalModel, got {type(model).__name__}")
-        count = _check_count(count)
+        count = _check_decode_count(count, self.max_count)
         if model.num_symbols == 1:
             return np.zeros(count, dtype=np.int64)
         return self._decode(count, model._coder_model)
@@ -220,7 +237,7 @@ class Decoder:
     def decode_uniform(self, n: int, count: int) -> np.ndarray:
         """Decode ``count`` values coded by :meth:`Encoder.encode_uniform` with the same ``n``."""
         n = _check_uniform_n(n)
-        count = _check_count(count)
+        count = _check_decode_count(count, self.max_count)
         if n == 1 or count == 0:
             return np.zeros(count, dtype=np.int64)
         if n <= _UNIFORM_MAX:
@@ -238,7 +255,7 @@ class Decoder:
             raise InvalidInputError(f"table must be a QuantizedTable, got {type(table).__name__}")
         idx = _int_array(scale_idx, "scale_idx")
         _check_range(idx, 0, table.num_scales, "scale_idx", "the scale grid")
-        n = idx.size
+        n = _check_decode_count(idx.size, self.max_count)
         sym = np.zeros(n, dtype=np.int64)
         if n == 0:
             return sym

@@ -150,6 +150,9 @@ class LearnedImageCodec:
 
     name: str = ""
     quality: int | float | str | None = None
+    # largest image (original or coded size) a stream may declare; set lower on an instance to bound
+    # decode memory for untrusted streams (the tiny LIC needs about 1 KB per coded pixel while decoding)
+    max_pixels: int = MAX_CODED_PIXELS
 
     @property
     def fingerprint(self) -> str:  # pragma: no cover - abstract
@@ -191,7 +194,7 @@ def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((w, h), method), dtype=np.uint8)
 
 
-def _check_shape(shape: Any) -> LICShape:
+def _check_shape(shape: Any, max_pixels: int = MAX_CODED_PIXELS) -> LICShape:
     if isinstance(shape, (bytes, bytearray, memoryview)):
         shape = LICShape.from_bytes(bytes(shape))
     if not isinstance(shape, LICShape):
@@ -200,8 +203,10 @@ def _check_shape(shape: Any) -> LICShape:
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise EntropyDecodeError(f"LIC shape has an invalid size: {shape}")
     for px in (shape.height * shape.width, shape.coded_height * shape.coded_width):
-        if px > MAX_CODED_PIXELS:
-            raise ResourceLimitError(f"LIC shape declares {px} pixels, above the limit of {MAX_CODED_PIXELS}")
+        if px > max_pixels:
+            raise ResourceLimitError(
+                f"LIC shape declares {px} pixels, above the limit of {max_pixels} (the codec's max_pixels)"
+            )
     return shape
 
 
@@ -600,7 +605,7 @@ class TinyHyperprior(LearnedImageCodec):
 
         torch = self._torch
         y_bytes, z_bytes = _check_streams(streams, 2)
-        shape = _check_shape(shape)
+        shape = _check_shape(shape, self.max_pixels)
         if shape.model is not None and shape.model != self._fingerprint:
             raise ModelMismatchError(
                 f"this LIC stream was encoded with model {shape.model}, but {self.name} {self._fingerprint} "
@@ -704,7 +709,7 @@ class CompressAILIC(LearnedImageCodec):
 
     def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
         torch = self._torch
-        shape = _check_shape(shape)
+        shape = _check_shape(shape, self.max_pixels)
         if shape.model is not None and shape.model != self._fingerprint:
             raise ModelMismatchError(f"stream encoded with model {shape.model}, offered {self.name} {self._fingerprint}")
         if not isinstance(streams, (list, tuple)) or not streams:

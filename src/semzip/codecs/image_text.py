@@ -132,6 +132,7 @@ class ImageTextCodec:
         from semzip.models.lic import LICShape
 
         self.check_models(container.header)
+        _check_one_item_per_block(container)
         numbers = range(container.header.n_items) if items is None else items
         out = []
         for i in numbers:
@@ -147,8 +148,17 @@ class ImageTextCodec:
         return out
 
 
+def _check_one_item_per_block(container: Container) -> None:
+    """Every image is its own block; a block claiming more items is corrupt (or a hostile loop: a block that
+    declares 2**31 items would otherwise be decoded 2**31 times)."""
+    for i, b in enumerate(container.blocks):
+        if b.n_items != 1:
+            raise CorruptedSectionError(f"{container.label}: image-text block {i} declares {b.n_items} items, not 1")
+
+
 def stream_split(container: Container) -> list[dict]:
     """Per item: bytes of the image stream, of the caption, and its share of the container's overhead."""
+    _check_one_item_per_block(container)
     n = container.header.n_items
     overhead = container.size - sum(b.length for b in container.blocks)
     rows = []

@@ -1,19 +1,31 @@
-"""A pinned archive: any change to the container or entropy layers' bytes must be deliberate.
+"""Pinned archives: any change to the container or entropy layers' bytes must be deliberate.
 
-If this test fails after an intended format change, bump FORMAT_MAJOR/MINOR (semzip.format) as the change
-requires and update the pinned digest.
+Two kinds of pin:
+
+* ``GOLDEN_SHA256``: the bytes the current sq encoder writes for a fixed input. An intended change of the
+  written bytes bumps ``FORMAT_MAJOR``/``FORMAT_MINOR`` (semzip.format) and updates this digest.
+* ``tests/data/golden/``: small archives stored as files, one set per format version, with the SHA-256 of
+  what they must decode to (integer codes and float32 embedding bytes) in ``manifest.json``. Old goldens are
+  kept when the version changes: every archive this semzip ever wrote must keep decoding identically.
+  ``python tests/test_golden.py --write`` adds the set for the current version (never overwrites one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from semzip.codecs.embeddings import ScalarQuantCodec
-from semzip.format import Container, pack
+from semzip.format import FORMAT_MAJOR, FORMAT_MINOR, Container, pack
 
 GOLDEN_SHA256 = "b07f03e3845475f50a12aa6a93ce2e68704ce3f428f924193efe2d70fdeab72c"
+GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
+VERSION = f"v{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 
 def _golden_bytes() -> bytes:
@@ -25,9 +37,50 @@ def _golden_bytes() -> bytes:
     return pack(enc.header, enc.blobs, enc.blocks, enc.names)
 
 
+def _golden_collection_bytes() -> bytes:
+    from semzip.codecs.collection import CollectionCodec
+
+    x = np.random.default_rng(1234).standard_normal((24, 16)).astype(np.float32)
+    enc = CollectionCodec(n_atoms=8, sparsity=2, max_epochs=3, block_size=8).compress(
+        x, names=[f"img{i}" for i in range(24)]
+    )
+    enc.header.writer = "golden"
+    return pack(enc.header, enc.blobs, enc.blocks, enc.names)
+
+
+def decoded_digests(data: bytes) -> dict[str, str]:
+    """SHA-256 of an archive's integer codes and of its decoded float32 embeddings (also used by the
+    two-process determinism test)."""
+    from semzip.codecs.base import get_codec
+    from semzip.entropy import CategoricalModel, decode_symbols
+
+    c = Container.from_bytes(data)
+    codec = get_codec(c.header.codec).from_header(c.header)
+    if c.header.codec == "sq":
+        model = CategoricalModel.from_bytes(c.read("model"))
+        d = int(c.header.params["dim"])
+        ints = np.concatenate([decode_symbols(p, model, b.n_items * d) for b, p in c.iter_blocks()])
+    else:
+        codes = codec.decode_codes(c)
+        ints = np.concatenate([codes.counts, codes.first, codes.sign, codes.rest, codes.ratios])
+    emb = np.ascontiguousarray(codec.decompress(c), dtype=np.float32)
+    return {
+        "codes_sha256": hashlib.sha256(ints.astype("<i8").tobytes()).hexdigest(),
+        "embeddings_sha256": hashlib.sha256(emb.astype("<f4").tobytes()).hexdigest(),
+        "shape": list(emb.shape),
+    }
+
+
+def _manifest() -> dict:
+    return json.loads((GOLDEN_DIR / "manifest.json").read_text())
+
+
 def test_golden_archive_bytes_are_pinned():
     data = _golden_bytes()
-    assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_SHA256, (
+        "the sq encoder now writes other bytes: if intended, bump FORMAT_MAJOR/MINOR, update GOLDEN_SHA256 and "
+        "add a golden set for the new version (python tests/test_golden.py --write)"
+    )
 
 
 def test_golden_archive_decodes_twice_identically():
@@ -35,3 +88,45 @@ def test_golden_archive_decodes_twice_identically():
     a = ScalarQuantCodec.from_header(Container.from_bytes(data).header).decompress(Container.from_bytes(data))
     b = ScalarQuantCodec.from_header(Container.from_bytes(data).header).decompress(Container.from_bytes(data))
     assert a.tobytes() == b.tobytes()
+
+
+def test_current_format_version_has_a_golden_set():
+    assert VERSION in _manifest(), f"no golden archives for format {VERSION}: run python tests/test_golden.py --write"
+    stored = (GOLDEN_DIR / f"{VERSION}-sq.smz").read_bytes()
+    assert stored == _golden_bytes(), "the sq encoder no longer writes the stored golden archive's bytes"
+
+
+def _entries() -> list[tuple[str, str]]:
+    path = GOLDEN_DIR / "manifest.json"
+    return [(v, k) for v, files in json.loads(path.read_text()).items() for k in files] if path.is_file() else []
+
+
+@pytest.mark.parametrize("version, kind", _entries())
+def test_stored_golden_archives_decode_to_pinned_values(version, kind):
+    data = (GOLDEN_DIR / f"{version}-{kind}.smz").read_bytes()
+    want = _manifest()[version][kind]
+    assert hashlib.sha256(data).hexdigest() == want["file_sha256"]
+    c = Container.from_bytes(data)
+    assert f"v{c.format_version[0]}.{c.format_version[1]}" == version
+    assert all(ok for _, ok, _ in c.verify())
+    got = decoded_digests(data)
+    assert got == {k: want[k] for k in got}, f"{version}-{kind}.smz decodes differently than when it was pinned"
+
+
+def _write() -> None:  # pragma: no cover - run by hand after a deliberate format change
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    path = GOLDEN_DIR / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    if VERSION in manifest:
+        sys.exit(f"a golden set for {VERSION} exists; bump the format version instead of overwriting it")
+    manifest[VERSION] = {}
+    for kind, data in (("sq", _golden_bytes()), ("collection", _golden_collection_bytes())):
+        (GOLDEN_DIR / f"{VERSION}-{kind}.smz").write_bytes(data)
+        manifest[VERSION][kind] = {"file_sha256": hashlib.sha256(data).hexdigest(), **decoded_digests(data)}
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    print(f"wrote golden archives for {VERSION} to {GOLDEN_DIR}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if "--write" in sys.argv:
+        _write()

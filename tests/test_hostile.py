@@ -235,3 +235,19 @@ def test_lic_shape_above_max_pixels_refused_before_decoding():
         with _peak() as pk, pytest.raises(ResourceLimitError, match="max_pixels"):
             lic.decompress(streams, hostile)
         assert pk.peak < PEAK
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deeply_nested_header_json_refused(depth):
+    # was: RecursionError escaped from json.loads (not a SemzipError)
+    nested = "[" * depth + "]" * depth
+    pre = MAGIC + bytes([1, 0])
+    head = ('{"codec":"sq","params":{"x":' + nested + '},"models":[],"n_items":0,"sections":' + nested + "}").encode()
+    data = pre + _section_record(SectionType.HEADER, "header", head, pre)
+    with pytest.raises(CorruptedSectionError):
+        Container.from_bytes(data)
+
+
+def test_repeated_section_refused():
+    body = [(SectionType.BLOB, "model", b"first"), (SectionType.BLOB, "model", b"second")]
+    _refused(_container({}, body), CorruptedSectionError)

@@ -438,6 +438,8 @@ class Container:
             raise ResourceLimitError(f"{self.label}: {len(listed)} sections exceed the limit")
         self.sections: list[SectionInfo] = []
         pos = start + length + CRC_SIZE
+        if len({name for _, name in listed}) != len(listed):
+            raise CorruptedSectionError(f"{self.label}: the header lists a section name twice")
         for want_type, want_name in listed:
             stype, name, s, n = self._record_head(pos)
             if (int(stype), name) != (want_type, want_name):
@@ -461,6 +463,8 @@ class Container:
             sections = [(int(t), str(n)) for t, n in meta["sections"]]
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:  # int(inf): Overflow
             raise CorruptedSectionError(f"{self.label}: header is malformed ({exc})") from None
+        except RecursionError:  # JSON nested thousands deep
+            raise CorruptedSectionError(f"{self.label}: header is malformed (JSON nested too deeply)") from None
         if not 0 <= self.header.n_items <= self.limits.max_items:
             raise ResourceLimitError(f"{self.label}: header declares {self.header.n_items} items")
         meta["sections"] = sections

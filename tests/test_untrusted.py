@@ -130,3 +130,16 @@ def test_image_text_archive_with_other_models_is_refused_before_decoding():
                     [ModelRef("lic", "tiny", "f" * 16), ModelRef("language", "smol", "2" * 16)], n_items=1)
     with pytest.raises(SemzipError, match="lic"):
         codec.check_models(header)
+
+
+@pytest.mark.parametrize("config", ['{"N": 1000000000}', '{"N": "x"}', "[" * 50_000, '{"M": -1}'])
+def test_hostile_lic_metadata_refused_before_building_the_model(tmp_path, config):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from semzip.models.lic import TINY_NAME, load_lic
+
+    path = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"semzip_model": TINY_NAME, "config": config})
+    with pytest.raises(ModelMismatchError, match="malformed"):
+        load_lic(f"tiny:{path}")

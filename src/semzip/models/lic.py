@@ -494,8 +494,15 @@ class TinyHyperprior(LearnedImageCodec):
             raise MissingModelError(f"{p}: not a readable safetensors file ({exc})") from None
         if meta.get("semzip_model") != TINY_NAME:
             raise ModelMismatchError(f"{p} is not a {TINY_NAME} weights file (metadata {meta.get('semzip_model')!r})")
-        cfg = json.loads(meta.get("config", "{}"))
-        net = build_net(int(cfg.get("N", 48)), int(cfg.get("M", 64)), int(cfg.get("Nh", 48)))
+        try:  # untrusted metadata: sizes are checked before anything is built from them
+            cfg = json.loads(meta.get("config", "{}"))
+            info = json.loads(meta.get("info", "{}"))
+            sizes = [int(cfg.get("N", 48)), int(cfg.get("M", 64)), int(cfg.get("Nh", 48))]
+            if not isinstance(info, dict) or not all(1 <= v <= 1024 for v in sizes):
+                raise ValueError("sizes outside 1..1024")
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+            raise ModelMismatchError(f"{p}: malformed {TINY_NAME} metadata ({exc})") from None
+        net = build_net(*sizes)
         tables = {k: state.pop(k).numpy() for k in ("z_offsets", "z_lengths", "z_freqs") if k in state}
         if len(tables) != 3:
             raise ModelMismatchError(f"{p} lacks the integer z tables (z_offsets, z_lengths, z_freqs)")
@@ -503,8 +510,10 @@ class TinyHyperprior(LearnedImageCodec):
             net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
         except RuntimeError as exc:
             raise ModelMismatchError(f"{p}: weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
-        info = json.loads(meta.get("info", "{}"))
-        return cls(net, tables, meta={**info, "path": str(p)}, quality=info.get("quality", 1))
+        try:
+            return cls(net, tables, meta={**info, "path": str(p)}, quality=info.get("quality", 1))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ModelMismatchError(f"{p}: inconsistent z tables ({exc})") from None
 
     @classmethod
     def default(cls) -> TinyHyperprior:

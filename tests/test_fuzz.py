@@ -210,3 +210,39 @@ def test_image_text_block_declaring_many_items_is_corrupt(targets):
     with pytest.raises(CorruptedSectionError):
         stream_split(hostile)
     assert time.perf_counter() - t0 < 1
+
+
+# a 504-byte TIFF the image fuzzer produced: Pillow 13 raises TypeError ("'float' object cannot be interpreted as an
+# integer") while loading it. load_image used to let that escape, which aborted a whole folder run.
+_TIFF_TYPEERROR = bytes.fromhex(
+    "49492a00080000000a0000010400010000000a00000001010400010000000c0000000201030003000000860000000301"
+    "0300010000000100000006010300010000000200000011010c00010000008c0000001501030001000000030000001601"
+    "0400010000000c0000001701040001000000680100001c010300010000000100000000000000080008000800153ccc94"
+    "186e7a28bb1c63836d95bcf348a5b14a00f84c50e39578c507b45f17a8ed34a04cbdb837d3a7aed16dc1e01ad8647a25"
+    "b24ade468f659c322dbebf90ea34d82bf59f9af7c8c90d5e153136da204b7dd8f6b4368ab40dad5d96aaaa858d327e1f"
+    "7a88c564048634bd6361e76458587a178bea8fbdf1d6bdcfd1407a574291519d941a7063b4162b8267a95432ed3e2547"
+    "563988ee2069aae1fe2489e00d962cc3ef8902106ad83caa6743b34e5ec37ec7832871de90f60056c4ae8fa9dfae8b8f"
+    "a952aa9cc8e20688daa3a4635ab713dcdff5221de3664461a8297ca8b703ce55cc20916e6f8fe37a368a2a9de5e1229f"
+    "e33369b5bc73a2aa5aa693b182556eeb2f2503d9fc3c4332997bd135df76cecce87f9b8f307fece705a9532223caf484"
+    "6182d3be1036dd7da7c6a2bb8b3a2ffd02b0e03b0c6554756cf01ef00bef54b90072aca0cd27669c07d56a3e38a50c3e"
+    "4d41ba97e6b24b521f3d9aba4b57ccf41512c17e6ca1c111"
+)
+
+
+def test_tiff_that_makes_pillow_raise_type_error_is_a_bad_image(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from semzip.data.images import iter_images, list_images, load_image
+    from semzip.errors import BadImageError
+
+    (tmp_path / "fuzzed.tif").write_bytes(_TIFF_TYPEERROR)
+    Image.new("RGB", (4, 4)).save(tmp_path / "good.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(BadImageError, match=r"fuzzed\.tif.*TypeError"):
+            load_image(tmp_path / "fuzzed.tif")
+        skipped = []
+        got = [p.name for p, _ in iter_images(list_images(tmp_path), on_skip=lambda p, r: skipped.append(p.name))]
+    assert got == ["good.png"] and skipped == ["fuzzed.tif"]

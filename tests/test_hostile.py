@@ -156,15 +156,30 @@ def test_caption_file_overlong_count_varint_refused():
         compact.read_header(head + b"\xff" * 40)
 
 
-def test_names_zip_bomb_refused_while_inflating():
-    # 1 KB of zlib that inflates to 64 MB: refused at the configured limit, without inflating it all
+@pytest.mark.parametrize("n_items, exc, match", [
+    (1, CorruptedSectionError, "names of at most 4096 bytes"),  # structural: n_items names cannot be that long
+    (2**20, ResourceLimitError, "max_names_bytes"),  # enough items declared: the configured limit refuses it
+])
+def test_names_zip_bomb_refused_while_inflating(n_items, exc, match):
+    # 64 KB of zlib that inflates to 64 MB: refused while inflating, never inflated whole
     bomb = zlib.compress(b"a" * (64 << 20), 9)
     assert len(bomb) < 100_000
-    data = _container({"n_items": 0}, [(SectionType.BLOB, "names", bomb)])
+    data = _container({"n_items": n_items}, [(SectionType.BLOB, "names", bomb)])
     c = Container.from_bytes(data, limits=Limits(max_names_bytes=1 << 20))
-    with _peak() as pk, pytest.raises(ResourceLimitError, match="max_names_bytes"):
+    with _peak() as pk, pytest.raises(exc, match=match):
         c.names  # noqa: B018
     assert pk.peak < 4 << 20
+
+
+def test_long_item_names_are_refused_when_writing():
+    from semzip.errors import InvalidInputError
+    from semzip.format import NamesPacker
+
+    with pytest.raises(InvalidInputError, match="longer than 4096"):
+        pack(Header("sq"), blocks=[(1, b"a")], names=["x" * 4097])
+    with pytest.raises(InvalidInputError, match="longer than 4096"):
+        NamesPacker().add(["\u00e9" * 2049])
+    assert Container.from_bytes(pack(Header("sq"), blocks=[(1, b"a")], names=["\u00e9" * 2048])).names[0] == "\u00e9" * 2048
 
 
 def test_default_names_of_billions_of_items_are_not_listed():

@@ -39,6 +39,7 @@ FORMAT_MINOR = 0
 PREAMBLE_SIZE = len(MAGIC) + 2
 CRC_SIZE = 4
 NAMES_SECTION = "names"
+MAX_NAME_BYTES = 4096  # one item name, UTF-8 (bounds what a names section may inflate to: n_items * 4097)
 
 
 class SectionType(IntEnum):
@@ -177,10 +178,16 @@ def _pack_index(blocks: Sequence[tuple[int, bytes]]) -> bytes:
     return bytes(out)
 
 
+def _check_name(n: str) -> None:
+    if "\n" in n or not n:
+        raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
+    if len(n) > MAX_NAME_BYTES // 4 and len(n.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidInputError(f"item name longer than {MAX_NAME_BYTES} bytes: {n[:60]!r}...")
+
+
 def _pack_names(names: Sequence[str]) -> bytes:
     for n in names:
-        if "\n" in n or not n:
-            raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
+        _check_name(n)
     return zlib.compress("\n".join(names).encode("utf-8"), 9)
 
 
@@ -201,8 +208,7 @@ class NamesPacker:
         if self._blob is not None:
             raise InvalidInputError("names were already packed")
         for n in names:
-            if "\n" in n or not n:
-                raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
+            _check_name(n)
         if not names:
             return
         text = ("\n" if self.count else "") + "\n".join(names)
@@ -579,18 +585,30 @@ class Container:
         return self._names
 
     def _inflate_names(self, packed: bytes) -> bytes:
-        """zlib-inflate the names section, refusing to grow it past ``limits.max_names_bytes`` (zip bomb)."""
+        """zlib-inflate the names section in chunks, refusing it as soon as it grows past what ``n_items`` names
+        can hold (``MAX_NAME_BYTES`` each) or past ``limits.max_names_bytes`` (a zip bomb)."""
+        cap = min(self.limits.max_names_bytes, self.header.n_items * (MAX_NAME_BYTES + 1))
         inflater = zlib.decompressobj()
-        text = inflater.decompress(packed, self.limits.max_names_bytes)
-        if inflater.unconsumed_tail:
-            raise ResourceLimitError(
-                f"{self.label}: item names inflate to more than {self.limits.max_names_bytes} bytes "
-                "(limit max_names_bytes)"
-            )
-        text += inflater.flush()
+        parts, size, data = [], 0, packed
+        while True:
+            chunk = inflater.decompress(data, min(1 << 20, cap + 1 - size))
+            parts.append(chunk)
+            size += len(chunk)
+            if size > cap and cap == self.limits.max_names_bytes:
+                raise ResourceLimitError(
+                    f"{self.label}: item names inflate to more than {cap} bytes (limit max_names_bytes)"
+                )
+            if size > cap:
+                raise CorruptedSectionError(
+                    f"{self.label}: item names inflate to more than {self.header.n_items} names of at most "
+                    f"{MAX_NAME_BYTES} bytes can hold"
+                )
+            data = inflater.unconsumed_tail
+            if not data:
+                break
         if not inflater.eof or inflater.unused_data:
             raise CorruptedSectionError(f"{self.label}: item names are corrupted")
-        return text
+        return b"".join(parts)
 
     def check_values(self, n_values: int, what: str = "values") -> None:
         """Refuse to decode ``n_values`` numbers when that exceeds ``limits.max_values`` (before allocating)."""

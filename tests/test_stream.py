@@ -223,3 +223,29 @@ def test_cli_stream_engine(tmp_path):
                             "--engine", "warp"])
     assert r.exit_code == 2 and "unknown engine" in r.output
     assert not (tmp_path / "c.smz").exists()
+
+
+def test_cli_embed_then_compress_from_the_store(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from semzip.cli import app
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    runner = CliRunner()
+    r = runner.invoke(app, ["embed", str(folder), "--store", str(tmp_path / "st"), "--shard-size", "16"])
+    assert r.exit_code == 0, r.output
+    assert "40 items in 3 shards" in r.output and "notes.txt" in r.output
+    r = runner.invoke(app, ["compress", "-o", str(tmp_path / "a.smz"), "--engine", "stream", "--store",
+                            str(tmp_path / "st"), "--n-atoms", "8", "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    with Container.open(tmp_path / "a.smz") as c:
+        assert c.names[:2] == ["00.png", "01.png"] and c.header.model("encoder").name == "thumbnail"
+        assert c.header.params["pixels_per_item"] == 256
+    r = runner.invoke(app, ["embed", str(tmp_path / "nope"), "--store", str(tmp_path / "s2")])
+    assert r.exit_code == 2 and "no such folder or file" in r.output

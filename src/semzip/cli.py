@@ -250,6 +250,51 @@ def _print_rate(output: Path, size: int, n: int) -> None:
 
 @app.command()
 @_friendly
+def embed(
+    input: Annotated[Path, typer.Argument(help="A folder of images, or a .npy / .parquet embeddings file.")],
+    store: Annotated[Path, typer.Option(help="Embedding store folder to fill (created, or resumed).")],
+    encoder: Annotated[
+        str, typer.Option(help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
+    ] = "thumbnail",
+    engine: Annotated[str, typer.Option(help="stream (this process) or ray (Ray Data actors).")] = "stream",
+    shard_size: Annotated[int, typer.Option(help="Items per shard (the unit of resume).")] = 4096,
+    workers: Annotated[int, typer.Option(help="ray: local workers (ignored with --ray-address).")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="ray: cluster address.")] = None,
+    space: Annotated[str, typer.Option(help="Embeddings file: the space they live in.")] = "unknown",
+    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+) -> None:
+    """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
+    `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
+    from semzip.stream import LocalExecutor, fill_store_from_file, fill_store_from_folder
+
+    if engine not in ("stream", "ray"):
+        raise InvalidInputError(f"unknown engine {engine!r}: use stream or ray")
+    if not input.exists():
+        raise InvalidInputError(f"no such folder or file: {input}")
+    executor = LocalExecutor()
+    if engine == "ray":
+        from semzip.distributed import RayExecutor
+
+        executor = RayExecutor(address=ray_address, workers=workers)
+    skipped: list[str] = []
+    try:
+        if input.is_dir():
+            from semzip.models.registry import load_encoder
+
+            st = fill_store_from_folder(store, input, load_encoder(encoder), shard_size=shard_size,
+                                        recursive=recursive, strict=strict, on_skip=_skip_reporter(skipped),
+                                        progress=_progress, executor=executor)
+        else:
+            st = fill_store_from_file(store, input, shard_size=shard_size, space=space, progress=_progress)
+    finally:
+        executor.close()
+    out.print(f"store {store}: {len(st)} items in {st.n_shards} shards, dimension {st.dim}; "
+              f"skipped {len(st.skipped())}")
+
+
+@app.command()
+@_friendly
 def add(
     archive: Annotated[Path, typer.Argument(help="Collection archive to extend (rewritten atomically).")],
     input: Annotated[Path | None, typer.Argument(help="Folder of new images.")] = None,

@@ -26,6 +26,13 @@ def friendly(fn: Callable) -> Callable:
         except SemzipError as exc:
             err.print(f"[bold red]semzip: error:[/] {escape(str(exc))}", highlight=False, markup=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print(
+                "[bold red]semzip: interrupted[/]: no partial output was written (outputs are renamed into place "
+                "only when complete); with --engine stream or ray, re-run the same command to resume",
+                highlight=False, markup=True,
+            )
+            raise typer.Exit(130) from None
 
     return wrapper
 

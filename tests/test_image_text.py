@@ -108,3 +108,39 @@ def test_decoding_settings_are_recorded_in_the_header(folder, tmp_path):
 
     rec = json.loads((tmp_path / "o" / "generation.json").read_text())
     assert rec["refiner"] == "identity" and rec.get("seed", 11) == 11
+
+
+def _repack(src, dst, edit_block, params_update):
+    from semzip.format import write
+
+    with Container.open(src) as c:
+        header = c.header
+        header.params = {**header.params, **params_update}
+        header.params = {k: v for k, v in header.params.items() if v is not None}
+        blocks = [(b.n_items, edit_block(payload)) for b, payload in c.iter_blocks()]
+        write(dst, header, c.blobs(), blocks, c.names)
+
+
+def test_caption_check_turns_a_desynchronised_caption_into_an_error(archive, folder):
+    from semzip.errors import EntropyDecodeError
+
+    with Container.open(archive) as c:
+        assert c.header.params["caption_check"] == "crc16"
+        assert all(r["caption"] < 20 and r["overhead"] > 2 for r in stream_split(c))
+
+    def flip_check(block: bytes) -> bytes:
+        return block[:-1] + bytes([block[-1] ^ 0x01])
+
+    bad = folder / "bad_check.smz"
+    _repack(archive, bad, flip_check, {})  # valid CRC32s: only the caption check disagrees
+    with pytest.raises(EntropyDecodeError, match="check failed"):
+        decompress_image_text(bad, folder / "bad_out")
+    assert not (folder / "bad_out" / "captions.txt").exists()
+
+
+def test_archives_without_caption_check_still_decode(archive, folder):
+    legacy = folder / "legacy.smz"
+    _repack(archive, legacy, lambda b: b[:-2], {"caption_check": None})
+    files = decompress_image_text(legacy, folder / "legacy_out")
+    lines = dict(ln.split("\t") for ln in (folder / "legacy_out" / "captions.txt").read_text().splitlines())
+    assert lines["beach_0000.png"] == CAPTIONS[0] and len(files) == 3

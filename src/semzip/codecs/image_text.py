@@ -10,8 +10,13 @@ Item payload (one block per item, so every image decodes alone):
     uvarint len(shape) | shape record (LICShape without its per-item model fingerprint)
     uvarint n_streams  | (uvarint len | stream bytes) * n_streams
     caption payload    (to the end of the block; see docs/text-coding.md)
+                       + check u16 when the header has ``caption_check: "crc16"`` (all archives written
+                       since; older ones have none): CRC-16/CCITT over the language model's fingerprint
+                       bytes and the caption's UTF-8, as in the compact caption files
 
-The header records the LIC and language models (name + fingerprint): decoding with others is refused.
+The header records the LIC and language models (name + fingerprint): decoding with others is refused. The
+caption check turns a language model that computes different floats here than where the archive was written
+(another torch build or CPU: the coder then desynchronises) into an error instead of a wrong caption.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from semzip import __version__
 from semzip.codecs.base import Encoded
-from semzip.errors import CorruptedSectionError, InvalidInputError, ModelMismatchError
+from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError, ModelMismatchError
 from semzip.format import Container, Header, ModelRef
 from semzip.format.varint import decode_uvarint, encode_uvarint
 
@@ -98,7 +103,7 @@ class ImageTextCodec:
         for img, cap in zip(images, captions):
             streams, shape = self.lic.compress(img, scale=self.scale)
             shape_bytes = dataclasses.replace(shape, model=None).to_bytes()
-            blocks.append((1, pack_item(shape_bytes, streams, self.text.compress(cap))))
+            blocks.append((1, pack_item(shape_bytes, streams, self.text.compress(cap) + self._check(cap))))
             pixels += img.shape[0] * img.shape[1]
             if progress is not None:
                 progress(1)
@@ -108,12 +113,32 @@ class ImageTextCodec:
                 "scale": self.scale,
                 "pixels_per_item": pixels // max(len(images), 1),
                 "caption_prompt": self._prompt_tag(),
+                "caption_check": CAPTION_CHECK,
                 "refiner": refiner_params or {"spec": "identity"},
             },
             models=self._models(),
             writer=f"semzip {__version__}",
         )
         return Encoded(header, {}, blocks, names)
+
+    def _check(self, caption: str) -> bytes:
+        from semzip.format.compact import _crc16, fingerprint_bytes
+
+        return _crc16(fingerprint_bytes(self.text.lm.fingerprint), caption.encode("utf-8")).to_bytes(2, "big")
+
+    def _decode_caption(self, field: bytes, checked: bool, item: int) -> str:
+        if not checked:
+            return self.text.decompress(field)
+        if len(field) < 2:
+            raise CorruptedSectionError(f"item {item}: the caption field is too short for its check")
+        text = self.text.decompress(field[:-2])
+        if self._check(text) != field[-2:]:
+            raise EntropyDecodeError(
+                f"item {item}: the caption decoded inconsistently (check failed): the item is damaged, or the "
+                "language model computes different numbers here than where the archive was written (another "
+                "torch build or CPU type)"
+            )
+        return text
 
     def _prompt_tag(self) -> str:
         from semzip.models.fingerprint import fingerprint_text
@@ -134,6 +159,7 @@ class ImageTextCodec:
         self.check_models(container.header)
         _check_one_item_per_block(container)
         numbers = range(container.header.n_items) if items is None else items
+        checked = _caption_checked(container.header)
         out = []
         for i in numbers:
             blk, _ = container.locate(i)
@@ -141,11 +167,21 @@ class ImageTextCodec:
             shape = LICShape.from_bytes(shape_bytes)
             out.append(ItemStreams(
                 image=self.lic.decompress(streams, shape),
-                caption=self.text.decompress(caption),
+                caption=self._decode_caption(caption, checked, i),
                 image_bytes=len(shape_bytes) + sum(len(s) for s in streams),
-                caption_bytes=len(caption),
+                caption_bytes=len(caption) - (2 if checked else 0),
             ))
         return out
+
+
+CAPTION_CHECK = "crc16"
+
+
+def _caption_checked(header: Header) -> bool:
+    mode = header.params.get("caption_check")
+    if mode not in (None, CAPTION_CHECK):
+        raise CorruptedSectionError(f"unknown caption check {mode!r} (written by a newer semzip?)")
+    return mode == CAPTION_CHECK
 
 
 def _check_one_item_per_block(container: Container) -> None:
@@ -160,10 +196,11 @@ def stream_split(container: Container) -> list[dict]:
     """Per item: bytes of the image stream, of the caption, and its share of the container's overhead."""
     _check_one_item_per_block(container)
     n = container.header.n_items
-    overhead = container.size - sum(b.length for b in container.blocks)
+    check = 2 if _caption_checked(container.header) else 0
+    overhead = container.size - sum(b.length for b in container.blocks) + check * n
     rows = []
     for i in range(len(container.blocks)):
         _, _, caption = unpack_item(container.block(i))
         image = container.blocks[i].length - len(caption)
-        rows.append({"image": image, "caption": len(caption), "overhead": overhead / n})
+        rows.append({"image": image, "caption": max(len(caption) - check, 0), "overhead": overhead / n})
     return rows

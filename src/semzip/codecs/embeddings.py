@@ -87,22 +87,30 @@ class ScalarQuantCodec:
         n_out = container.header.n_items if items is None else len(items)
         container.check_values(n_out * d, f"numbers ({n_out} items x {d} dimensions)")
         model = CategoricalModel.from_bytes(container.read("model"))
+        levels = np.float32(self.levels)
+        step32 = np.float32(step)
+
+        def dequantize(q: np.ndarray, out: np.ndarray) -> None:
+            # block by block into the output: peak memory is the float32 result plus one block's symbols
+            np.subtract(q, levels, out=out, casting="unsafe")
+            out *= step32
+            if normalize:
+                norms = np.linalg.norm(out, axis=1, keepdims=True)
+                out /= np.where(norms > 0, norms, 1).astype(np.float32)
+
+        x = np.empty((n_out, d), dtype=np.float32)
         if items is None:
-            parts = [decode_symbols(payload, model, b.n_items * d) for b, payload in container.iter_blocks()]
-            q = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-            q = q.reshape(container.header.n_items, d)
+            row = 0
+            for b, payload in container.iter_blocks():
+                q = decode_symbols(payload, model, b.n_items * d).reshape(b.n_items, d)
+                dequantize(q, x[row : row + b.n_items])
+                row += b.n_items
         else:
             decoded: dict[int, np.ndarray] = {}
-            rows = []
-            for item in items:
+            for j, item in enumerate(items):
                 blk, pos = container.locate(item)
                 if blk not in decoded:
                     info = container.blocks[blk]
-                    decoded[blk] = decode_symbols(container.block(blk), model, info.n_items * d).reshape(-1, d)
-                rows.append(decoded[blk][pos])
-            q = np.stack(rows) if rows else np.zeros((0, d), np.int64)
-        x = (q.astype(np.float32) - np.float32(self.levels)) * np.float32(step)
-        if normalize:
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            x = x / np.where(norms > 0, norms, 1).astype(np.float32)
+                    decoded = {blk: decode_symbols(container.block(blk), model, info.n_items * d).reshape(-1, d)}
+                dequantize(decoded[blk][pos : pos + 1], x[j : j + 1])
         return x

@@ -693,10 +693,10 @@ for a whole process (CLI included), `load_image(max_pixels=...)`, `lic.max_pixel
 
 **What the limits do not bound.** Within the limits, decoding costs memory and time in proportion to what the
 file *declares*, not to its size: the accepted row above is a 448-byte archive that decodes 2**26 values using
-about 25 bytes and 80 ns per value (int64 symbols, their concatenation, the float32 output). No limit can be
+about 17 bytes and 50 ns per value (the block's int64 symbols and the float32 output they are dequantised into). No limit can be
 derived from the stream length, because the range coder drops trailing zero bytes and a run of the first
 symbol legitimately codes to an empty stream. At the default `max_values` = 2**30, a file of a few KB split
-into 16 such blocks could therefore make the sq decoder use on the order of 25 GiB (extrapolated, not run).
+into 16 such blocks could therefore make the sq decoder use on the order of 17 GiB (extrapolated, not run).
 Default limits are sized for real collections (10^6 items x 1024 dims); for untrusted archives set
 `SEMZIP_LIMITS=max_values=...` to what you expect to decode.
 

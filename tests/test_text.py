@@ -332,3 +332,39 @@ def test_cli_round_trip(coder, tmp_path, monkeypatch):
     r = runner.invoke(text_app, ["decompress", str(bad)])
     assert r.exit_code == 2 and "error" in r.output
     assert not (tmp_path / "bad").exists()
+
+
+@needs_model
+def test_fuzz_caption_payloads_under_a_language_model(tiny_coder):
+    """Seeded garbage and mutated payloads through the LM decoder: a string or a SemzipError, nothing else.
+
+    (The byte-level fuzzers in benchmarks/fuzz.py stop at the caption file's layout; this reaches the
+    arithmetic decoder driven by a real transformer, on a 1-layer model so each input costs milliseconds.)
+    """
+    import random
+
+    rng = random.Random(7)
+    seeds = [tiny_coder.compress(t) for t in ("A cat.", "two dogs on a red sofa", "")]
+    outcomes = {"decoded": 0, "refused": 0}
+    for i in range(1500):
+        if i % 3 == 0:
+            data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 24)))
+        else:
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randint(1, 3)):
+                op = rng.randint(0, 2)
+                if op == 0 and data:
+                    data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+                elif op == 1:
+                    data.insert(rng.randint(0, len(data)), rng.getrandbits(8))
+                elif data:
+                    del data[rng.randrange(len(data))]
+            data = bytes(data)
+        try:
+            out = tiny_coder.decompress(data)
+        except SemzipError:
+            outcomes["refused"] += 1
+            continue
+        assert isinstance(out, str)
+        outcomes["decoded"] += 1
+    assert outcomes["decoded"] and outcomes["refused"], outcomes

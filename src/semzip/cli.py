@@ -126,6 +126,7 @@ def compress(
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
     cache: Annotated[bool, typer.Option(help="Reuse cached embeddings of unchanged images.")] = True,
     epochs: Annotated[int, typer.Option(help="collection: at most this many passes of dictionary learning.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="collection: items per dictionary-learning mini-batch.")] = 1024,
     engine: Annotated[
         str, typer.Option(help="collection: memory (all in RAM), stream (bounded memory, resumable) or ray.")
     ] = "memory",
@@ -162,7 +163,7 @@ def compress(
                             address=ray_address, batches_per_step=batches_per_step, keep_work=keep_work,
                             sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item,
                             n_atoms=n_atoms, atom_bits=atom_bits, block_size=block_size or 256,
-                            max_epochs=epochs)
+                            max_epochs=epochs, batch_size=batch_size)
         return
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
@@ -183,7 +184,8 @@ def compress(
         return
     if codec == "collection":
         params = dict(sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item, n_atoms=n_atoms,
-                      atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal, max_epochs=epochs)
+                      atom_bits=atom_bits, block_size=block_size or 256, verbose=err.is_terminal, max_epochs=epochs,
+                      batch_size=batch_size)
     elif codec == "sq":
         params = dict(bits=bits, block_size=block_size or 64)
     else:

@@ -436,7 +436,7 @@ def compress_store(
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
     codec = codec or CollectionCodec()
-    settings = settings or StreamSettings(max_epochs=codec.max_epochs)
+    settings = settings or StreamSettings(max_epochs=codec.max_epochs, batch_size=codec.batch_size)
     settings.check()
     executor = executor or LocalExecutor()
     progress = progress or _no_progress
@@ -656,7 +656,7 @@ def compress_streaming(
                                       progress=progress)
         group = batches_per_step or (executor.workers if engine == "ray" else 1)
         codec = CollectionCodec(**codec_params)
-        settings = StreamSettings(max_epochs=codec.max_epochs, group=group)
+        settings = StreamSettings(max_epochs=codec.max_epochs, group=group, batch_size=codec.batch_size)
         size = compress_store(st, output, codec, settings=settings, executor=executor, workdir=work,
                               keep_work=True, progress=progress, log=log)
         n_items = sum(st.shard_lengths())

@@ -118,6 +118,7 @@ class CollectionCodec:
         weight_clip: float = 2.0,
         block_size: int = 256,
         max_epochs: int = 10,
+        batch_size: int = 1024,
         random_state: int = 0,
         device: str | None = None,
         encoder: ModelRef | None = None,
@@ -140,6 +141,8 @@ class CollectionCodec:
             raise InvalidInputError(f"bits_per_item must be positive, got {bits_per_item}")
         if block_size < 1:
             raise InvalidInputError(f"block_size must be positive, got {block_size}")
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be positive, got {batch_size}")
         self.n_atoms = n_atoms
         self.sparsity = sparsity
         self.min_cosine = min_cosine
@@ -149,6 +152,7 @@ class CollectionCodec:
         self.weight_clip = weight_clip
         self.block_size = block_size
         self.max_epochs = max_epochs
+        self.batch_size = batch_size
         self.random_state = random_state
         self.device = device
         self.encoder = encoder
@@ -267,6 +271,7 @@ class CollectionCodec:
             n_nonzero=k_cap,
             min_cosine=self.min_cosine,
             max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
             random_state=self.random_state,
             device=self.device,
             verbose=self.verbose,

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 pytest.importorskip("torch")
 
-from semzip.cli import app  # noqa: E402
-from semzip.data.scenes import write_scenes  # noqa: E402
+from semzip.cli import app
+from semzip.data.scenes import write_scenes
 
 runner = CliRunner()
 

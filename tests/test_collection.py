@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from semzip.api import add_embeddings, compress_embeddings, decompress, describe  # noqa: E402
-from semzip.codecs.collection import CollectionCodec, EntropyModels  # noqa: E402
-from semzip.errors import CorruptedSectionError, InvalidInputError  # noqa: E402
-from semzip.format import Container, pack  # noqa: E402
-from semzip.sparse.synthetic import make_sparse_embeddings  # noqa: E402
+from semzip.api import add_embeddings, compress_embeddings, decompress, describe
+from semzip.codecs.collection import CollectionCodec, EntropyModels
+from semzip.errors import CorruptedSectionError, InvalidInputError
+from semzip.format import Container, pack
+from semzip.sparse.synthetic import make_sparse_embeddings
 
 PARAMS = dict(n_atoms=48, sparsity=3, max_epochs=5, block_size=32)
 

@@ -9,9 +9,9 @@ pytest.importorskip("torch")
 pytest.importorskip("pyarrow")
 pytest.importorskip("ray")
 
-from semzip.codecs.collection import CollectionCodec  # noqa: E402
-from semzip.sparse import make_sparse_embeddings  # noqa: E402
-from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_folder  # noqa: E402
+from semzip.codecs.collection import CollectionCodec
+from semzip.sparse import make_sparse_embeddings
+from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_folder
 
 X = make_sparse_embeddings(1200, 32, n_concepts=60, k=3, noise=0.1, seed=5)
 

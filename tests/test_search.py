@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from semzip.api import compress_embeddings, decompress  # noqa: E402
-from semzip.search import SearchIndex  # noqa: E402
-from semzip.sparse.synthetic import make_sparse_embeddings  # noqa: E402
+from semzip.api import compress_embeddings, decompress
+from semzip.search import SearchIndex
+from semzip.sparse.synthetic import make_sparse_embeddings
 
 
 def test_scores_match_decoded_embeddings(tmp_path):

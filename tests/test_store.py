@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
-from semzip.errors import CorruptedSectionError, InvalidInputError  # noqa: E402
-from semzip.store import EmbeddingStore, plan_fingerprint  # noqa: E402
+from semzip.errors import CorruptedSectionError, InvalidInputError
+from semzip.store import EmbeddingStore, plan_fingerprint
 
 
 def _store(tmp_path, n=10, shard=4, dim=3, **kw):

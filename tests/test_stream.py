@@ -16,14 +16,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("pyarrow")
 
-from semzip import stream  # noqa: E402
-from semzip.api import compress_embeddings, decompress  # noqa: E402
-from semzip.codecs.collection import CollectionCodec  # noqa: E402
-from semzip.errors import InvalidInputError  # noqa: E402
-from semzip.format import Container  # noqa: E402
-from semzip.sparse import DictionaryLearner, make_sparse_embeddings  # noqa: E402
-from semzip.store import EmbeddingStore  # noqa: E402
-from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_file  # noqa: E402
+from semzip import stream
+from semzip.api import compress_embeddings, decompress
+from semzip.codecs.collection import CollectionCodec
+from semzip.errors import InvalidInputError
+from semzip.format import Container
+from semzip.sparse import DictionaryLearner, make_sparse_embeddings
+from semzip.store import EmbeddingStore
+from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_file
 
 X = make_sparse_embeddings(3000, 64, n_concepts=120, k=3, noise=0.1, seed=3)
 

@@ -279,7 +279,7 @@ class EmbeddingStore:
             pixels = table.column("pixels").to_numpy()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CorruptedSectionError(f"{path}: not a readable store shard ({exc})") from None
-        except Exception as exc:  # pyarrow raises its own error types for damaged files
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own error types for damaged files
             raise CorruptedSectionError(f"{path}: not a readable store shard ({exc})") from None
         if len(names) != emb.shape[0] or len(pixels) != emb.shape[0]:
             raise CorruptedSectionError(f"{path}: columns have different lengths")

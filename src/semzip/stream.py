@@ -165,7 +165,7 @@ def fill_store_from_file(
     pq = require("pyarrow.parquet", "distributed", "reading parquet embeddings")
     try:
         pf = pq.ParquetFile(p)
-    except Exception as exc:  # pyarrow raises many types for a damaged file
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
         raise InvalidInputError(f"cannot read {p} as parquet: {exc}") from None
     cols = pf.schema_arrow.names
     column = next((c for c in ("embedding", "embeddings", "clip_embedding") if c in cols), None)
@@ -580,7 +580,7 @@ def compress_store(
             "weight_clip": codec.weight_clip,
             "block_size": codec.block_size,
             "space": space if space != "unknown" else codec.space,
-            "pixels_per_item": int(round(pixel_sum / N)) if pixel_sum else codec.pixels_per_item,
+            "pixels_per_item": round(pixel_sum / N) if pixel_sum else codec.pixels_per_item,
             "dictionary_fit": {"method": "online-stream", "epochs": int(learner.n_iter_), "seed": codec.random_state,
                                "batch_size": settings.batch_size, "group": settings.group},
         },

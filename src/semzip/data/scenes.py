@@ -23,7 +23,7 @@ def _gradient(h: int, w: int, top, bottom) -> np.ndarray:
 def make_scene(theme: str, rng: np.random.Generator, size: tuple[int, int] = (192, 128)) -> np.ndarray:
     """One RGB uint8 image of the given theme."""
     w, h = size
-    jitter = lambda c, s=25: tuple(int(np.clip(v + rng.normal(0, s), 0, 255)) for v in c)  # noqa: E731
+    jitter = lambda c, s=25: tuple(int(np.clip(v + rng.normal(0, s), 0, 255)) for v in c)
     horizon = int(h * rng.uniform(0.45, 0.7))
     if theme == "night":
         sky = _gradient(horizon, w, jitter((10, 10, 40), 8), jitter((40, 40, 90), 10))

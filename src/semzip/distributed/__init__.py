@@ -94,7 +94,7 @@ class RayExecutor:
             try:  # Ray Data progress bars would interleave with ours
                 ctx = ray.data.DataContext.get_current()
                 ctx.enable_progress_bars = False
-            except Exception:  # pragma: no cover - cosmetic only
+            except Exception:  # noqa: BLE001, S110  # pragma: no cover - cosmetic only
                 pass
         self._remote: dict[Callable, Any] = {}
 
@@ -150,5 +150,5 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -342,7 +342,7 @@ class DictionaryLearner:
         ``load_state_arrays`` on a learner with the same parameters continues exactly where this one was.
         """
         self._require_fitted()
-        K, d = self._D.shape
+        d = self._D.shape[1]
         pool_res = self._pool_res if self._pool_res is not None else self._D.new_zeros((0, d))
         pool_err = self._pool_err if self._pool_err is not None else self._D.new_zeros((0,))
         out = {

@@ -134,3 +134,21 @@ def test_error_messages_keep_square_brackets(monkeypatch, tmp_path):
     np.save(tmp_path / "e.npy", np.ones((4, 3), np.float32))
     r = runner.invoke(cli.app, ["compress", "--embeddings", str(tmp_path / "e.npy"), "--codec", "sq", "-o", str(tmp_path / "x.smz")])
     assert r.exit_code == 2 and "semzip[torch]" in r.output
+
+
+def test_verify_deep_decodes_what_the_crcs_cannot_judge(tmp_path, emb):
+    from semzip.format import Container, write
+
+    _, src = emb
+    arc = tmp_path / "x.smz"
+    runner.invoke(app, ["compress", str(src), "-o", str(arc), "--codec", "sq"])
+    r = runner.invoke(app, ["verify", str(arc), "--deep"])
+    assert r.exit_code == 0 and "content" in r.output and "decode" in r.output
+    with Container.open(arc) as c:  # re-pack with a garbage model table: every CRC is valid again
+        header, blocks, names = c.header, [(b.n_items, p) for b, p in c.iter_blocks()], c.names
+        blobs = {**c.blobs(), "model": b"\xff" * 7}
+    bad = tmp_path / "bad.smz"
+    write(bad, header, blobs, blocks, names)
+    assert runner.invoke(app, ["verify", str(bad)]).exit_code == 0
+    r = runner.invoke(app, ["verify", str(bad), "--deep"])
+    assert r.exit_code == 1 and "CORRUPT" in r.output

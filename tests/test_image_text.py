@@ -144,3 +144,9 @@ def test_archives_without_caption_check_still_decode(archive, folder):
     files = decompress_image_text(legacy, folder / "legacy_out")
     lines = dict(ln.split("\t") for ln in (folder / "legacy_out" / "captions.txt").read_text().splitlines())
     assert lines["beach_0000.png"] == CAPTIONS[0] and len(files) == 3
+
+
+def test_verify_deep_decodes_images_and_captions(archive):
+    r = runner.invoke(app, ["verify", str(archive), "--deep"])
+    assert r.exit_code == 0, r.output
+    assert "all 3 items decode" in r.output

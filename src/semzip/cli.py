@@ -468,12 +468,35 @@ def info(
 
 @app.command()
 @_friendly
-def verify(archive: Annotated[Path, typer.Argument(help="Archive to check.")]) -> None:
+def verify(
+    archive: Annotated[Path, typer.Argument(help="Archive to check.")],
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also decode every item (catches damage that keeps the CRCs valid).")
+    ] = False,
+) -> None:
     """Check every section's and every block's CRC32; exit 1 if anything is damaged."""
+    from semzip.errors import SemzipError
     from semzip.format import Container
 
     with Container.open(archive) as c:
         rows = c.verify()
+        codec = c.header.codec
+    if deep and all(ok for _, ok, _ in rows):
+        try:
+            if codec == "image-text":
+                import tempfile
+
+                from semzip.api import decompress_image_text
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    n = len(decompress_image_text(archive, Path(tmp)))
+            else:
+                from semzip.api import decompress as _decode
+
+                n = len(_decode(archive))
+            rows.append(("content", True, f"all {n} items decode"))
+        except SemzipError as exc:
+            rows.append(("content", False, str(exc)))
     t = Table("section", "status", "detail")
     for name, ok, msg in rows:
         t.add_row(name, "[green]ok[/]" if ok else "[red]CORRUPT[/]", msg)

@@ -303,13 +303,9 @@ class _TransformersCaptioner(Captioner):
     @property
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from semzip.models.fingerprint import fingerprint_path, fingerprint_state_dict
+            from semzip.models.fingerprint import fingerprint_loaded
 
-            local = Path(self.path).expanduser()
-            if local.is_dir():
-                self._fingerprint = fingerprint_path(local)
-            else:
-                self._fingerprint = fingerprint_state_dict(self.model.state_dict())
+            self._fingerprint = fingerprint_loaded(self.path, self.model)
         return self._fingerprint
 
     def params(self, max_words=None):

@@ -96,6 +96,13 @@ def fingerprint_module(module: Any) -> str:
     return fingerprint_state_dict(module.state_dict())
 
 
+def fingerprint_loaded(path: str | os.PathLike, module: Any) -> str:
+    """Fingerprint of a model loaded from ``path``: its weight files when ``path`` is a local folder (cheap,
+    cached by file), else (a hub id) the loaded module's state_dict."""
+    local = Path(path).expanduser()
+    return fingerprint_path(local) if local.is_dir() else fingerprint_module(module)
+
+
 def fingerprint_text(text: str) -> str:
     """Fingerprint of a definition string, for project-defined models that have no weights."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FINGERPRINT_HEX]

@@ -268,27 +268,15 @@ def embed(
 ) -> None:
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
-    from semzip.stream import LocalExecutor, fill_store_from_file, fill_store_from_folder
+    from semzip.stream import fill_store, make_executor
 
     if engine not in ("stream", "ray"):
         raise InvalidInputError(f"unknown engine {engine!r}: use stream or ray")
-    if not input.exists():
-        raise InvalidInputError(f"no such folder or file: {input}")
-    executor = LocalExecutor()
-    if engine == "ray":
-        from semzip.distributed import RayExecutor
-
-        executor = RayExecutor(address=ray_address, workers=workers)
+    executor = make_executor(engine, workers=workers, address=ray_address)
     skipped: list[str] = []
     try:
-        if input.is_dir():
-            from semzip.models.registry import load_encoder
-
-            st = fill_store_from_folder(store, input, load_encoder(encoder), shard_size=shard_size,
-                                        recursive=recursive, strict=strict, on_skip=_skip_reporter(skipped),
-                                        progress=_progress, executor=executor)
-        else:
-            st = fill_store_from_file(store, input, shard_size=shard_size, space=space, progress=_progress)
+        st = fill_store(store, input, executor=executor, encoder=encoder, shard_size=shard_size, space=space,
+                        recursive=recursive, strict=strict, on_skip=_skip_reporter(skipped), progress=_progress)
     finally:
         executor.close()
     out.print(f"store {store}: {len(st)} items in {st.n_shards} shards, dimension {st.dim}; "

@@ -45,9 +45,11 @@ __all__ = [
     "LocalExecutor",
     "StreamSettings",
     "compress_store",
+    "fill_store",
     "fill_store_from_array",
     "fill_store_from_file",
     "fill_store_from_folder",
+    "make_executor",
 ]
 
 ProgressFactory = Callable[[int, str], Any]  # (total, description) -> context manager yielding advance(n)
@@ -602,6 +604,43 @@ def compress_store(
 # ------------------------------------------------------------------------------------------ one call
 
 
+def make_executor(engine: str, *, workers: int = 2, address: str | None = None) -> Any:
+    """The executor of an engine name: ``"stream"`` (this process) or ``"ray"`` (see semzip.distributed)."""
+    if engine == "stream":
+        return LocalExecutor()
+    if engine == "ray":
+        from semzip.distributed import RayExecutor
+
+        return RayExecutor(address=address, workers=workers)
+    raise InvalidInputError(f"unknown engine {engine!r}: use memory, stream or ray")
+
+
+def fill_store(
+    root: str | os.PathLike,
+    source: str | os.PathLike,
+    *,
+    executor: Any = None,
+    encoder: str = "thumbnail",
+    shard_size: int = 4096,
+    space: str = "unknown",
+    names: Sequence[str] | None = None,
+    recursive: bool = False,
+    strict: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: ProgressFactory | None = None,
+) -> EmbeddingStore:
+    """Fill (or resume) a store from a folder of images (embedded with ``encoder``) or an embeddings file."""
+    if not Path(source).exists():
+        raise InvalidInputError(f"no such folder or file: {source}")
+    if Path(source).is_dir():
+        from semzip.models.registry import load_encoder
+
+        return fill_store_from_folder(root, source, load_encoder(encoder), shard_size=shard_size,
+                                      recursive=recursive, strict=strict, on_skip=on_skip, progress=progress,
+                                      executor=executor)
+    return fill_store_from_file(root, source, shard_size=shard_size, space=space, names=names, progress=progress)
+
+
 def compress_streaming(
     source: str | os.PathLike | None,
     output: str | os.PathLike,
@@ -633,27 +672,16 @@ def compress_streaming(
     """
     from semzip.codecs.collection import CollectionCodec
 
-    if engine not in ("stream", "ray"):
-        raise InvalidInputError(f"unknown engine {engine!r}: use memory, stream or ray")
     work = Path(f"{output}.work")
     store_root = Path(store) if store is not None else work / "store"
-    executor: Any = LocalExecutor()
-    if engine == "ray":
-        from semzip.distributed import RayExecutor
-
-        executor = RayExecutor(address=address, workers=workers)
+    executor = make_executor(engine, workers=workers, address=address)
     try:
         if source is None:
             st = EmbeddingStore.open(store_root)
-        elif Path(source).is_dir():
-            from semzip.models.registry import load_encoder
-
-            enc = load_encoder(encoder)
-            st = fill_store_from_folder(store_root, source, enc, shard_size=shard_size, recursive=recursive,
-                                        strict=strict, on_skip=on_skip, progress=progress, executor=executor)
         else:
-            st = fill_store_from_file(store_root, source, shard_size=shard_size, space=space, names=names,
-                                      progress=progress)
+            st = fill_store(store_root, source, executor=executor, encoder=encoder, shard_size=shard_size,
+                            space=space, names=names, recursive=recursive, strict=strict, on_skip=on_skip,
+                            progress=progress)
         group = batches_per_step or (executor.workers if engine == "ray" else 1)
         codec = CollectionCodec(**codec_params)
         settings = StreamSettings(max_epochs=codec.max_epochs, group=group, batch_size=codec.batch_size)

@@ -178,28 +178,30 @@ def fill_store_from_file(
     if n == 0:
         raise InvalidInputError(f"{p.name} holds no rows")
 
-    class _Rows:  # array-like over the parquet file, read in shard-sized row batches
+    class _Rows:  # array-like over the parquet file: slices requested in increasing order, read in batches
         ndim = 2
 
         def __init__(self) -> None:
             first = next(pf.iter_batches(batch_size=1, columns=[column]))
             self.shape = (n, len(first.column(0)[0]))
-            self._it = pf.iter_batches(batch_size=shard_size, columns=[column] + ([name_col] if name_col else []))
-            self._pos = 0
+            self._it = pf.iter_batches(batch_size=shard_size, columns=[column])
+            self._buf: list[np.ndarray] = []
+            self._buf_start = 0  # plan position of the first buffered row
 
         def __getitem__(self, sl: slice) -> np.ndarray:
-            # shards are read in order; a resumed fill skips done shards by reading past them
-            while True:
+            # batches need not align with shards (row groups): buffer rows until the slice is covered;
+            # a resumed fill asks only for the missing shards, so rows before them are read and dropped
+            while self._buf_start + sum(len(b) for b in self._buf) < sl.stop:
                 batch = next(self._it)
-                start = self._pos
-                self._pos += batch.num_rows
-                if start == sl.start:
-                    self.last_names = [str(v) for v in batch.column(1).to_pylist()] if name_col else None
-                    try:
-                        return np.asarray(batch.column(0).to_pylist(), dtype=np.float32)
-                    except (ValueError, TypeError):
-                        raise InvalidInputError(f"{p.name}: column {column!r} is not a list of equal-length "
-                                                "numbers") from None
+                try:
+                    self._buf.append(np.asarray(batch.column(0).to_pylist(), dtype=np.float32).reshape(-1, self.shape[1]))
+                except (ValueError, TypeError):
+                    raise InvalidInputError(f"{p.name}: column {column!r} is not a list of equal-length "
+                                            "numbers") from None
+            rows = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
+            out = rows[sl.start - self._buf_start : sl.stop - self._buf_start]
+            self._buf, self._buf_start = [rows[sl.stop - self._buf_start :]], sl.stop
+            return out
 
     rows = _Rows()
     if names is None and name_col:

@@ -434,8 +434,8 @@ def compress_store(
         dequantize_dictionary,
         quantize_dictionary,
     )
-    from semzip.entropy import CategoricalModel, encode_symbols
-    from semzip.format import Header, ModelRef, NamesPacker, pack
+    from semzip.entropy import CategoricalModel
+    from semzip.format import ModelRef, NamesPacker, pack
     from semzip.format.container import atomic_write
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
@@ -563,33 +563,16 @@ def compress_store(
     for names, px in executor.map(task_shard_names, [(root, i) for i in range(len(lengths))]):
         packer.add(names)
         pixel_sum += px
-    dict_model = CategoricalModel.from_counts(np.bincount(qD.ravel(), minlength=2**codec.atom_bits - 1))
-    table = dict_model.to_bytes()
-    import struct
-
-    dict_blob = struct.pack("<I", len(table)) + table + encode_symbols(qD.ravel(), dict_model)
+    dict_blob = codec.dictionary_blob(qD)
     enc = store.meta.get("encoder") or {}
-    encoder_ref = codec.encoder or (ModelRef("encoder", enc["name"], enc["fingerprint"]) if enc else None)
-    space = store.meta.get("space") or codec.space
-    header = Header(
-        codec="collection",
-        params={
-            "n_atoms": n_atoms,
-            "dim": store.dim,
-            "sparsity": k_cap,
-            "min_cosine": codec.min_cosine,
-            "atom_bits": codec.atom_bits,
-            "atom_step": atom_step,
-            "weight_step": codec.weight_step,
-            "weight_clip": codec.weight_clip,
-            "block_size": codec.block_size,
-            "space": space if space != "unknown" else codec.space,
-            "pixels_per_item": round(pixel_sum / N) if pixel_sum else codec.pixels_per_item,
-            "dictionary_fit": {"method": "online-stream", "epochs": int(learner.n_iter_), "seed": codec.random_state,
-                               "batch_size": settings.batch_size, "group": settings.group},
-        },
-        models=[encoder_ref] if encoder_ref else [],
-        writer=f"semzip {__version__}",
+    space = store.meta.get("space")
+    header = codec.make_header(
+        n_atoms=n_atoms, dim=store.dim, sparsity=k_cap, atom_step=atom_step,
+        fit={"method": "online-stream", "epochs": int(learner.n_iter_), "seed": codec.random_state,
+             "batch_size": settings.batch_size, "group": settings.group},
+        space=space if space != "unknown" else None,
+        pixels_per_item=round(pixel_sum / N) if pixel_sum else None,
+        encoder=ModelRef("encoder", enc["name"], enc["fingerprint"]) if enc and not codec.encoder else None,
     )
     named = store.meta.get("named", True)
     data = pack(header, {"dictionary": dict_blob, "models": models_bytes}, blocks, packer if named else None)

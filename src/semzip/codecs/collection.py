@@ -278,9 +278,7 @@ class CollectionCodec:
         ).fit(X)
         qD, step = quantize_dictionary(learner.dictionary_, self.atom_bits)
         D = dequantize_dictionary(qD, step, self.atom_bits)
-        dict_model = CategoricalModel.from_counts(np.bincount(qD.ravel(), minlength=2 ** self.atom_bits - 1))
-        table = dict_model.to_bytes()
-        dict_blob = struct.pack("<I", len(table)) + table + encode_symbols(qD.ravel(), dict_model)
+        dict_blob = self.dictionary_blob(qD)
         fixed_bits = 8 * (len(dict_blob) + 600)  # + models and header, estimated
 
         k = k_cap
@@ -303,27 +301,51 @@ class CollectionCodec:
             blocks.append((stop - start, self._encode_block(codes.slice(start, stop), models)))
             if progress is not None:
                 progress(stop - start)
-        header = Header(
+        header = self.make_header(
+            n_atoms=n_atoms, dim=d, sparsity=k, atom_step=step,
+            fit={"method": "online", "epochs": int(learner.n_iter_), "seed": self.random_state},
+        )
+        return Encoded(header, {"dictionary": dict_blob, "models": models.to_bytes()}, blocks, names)
+
+    def dictionary_blob(self, qD: np.ndarray) -> bytes:
+        """The dictionary section: u32 length of the value table, the table, then the coded atom values."""
+        dict_model = CategoricalModel.from_counts(np.bincount(qD.ravel(), minlength=2**self.atom_bits - 1))
+        table = dict_model.to_bytes()
+        return struct.pack("<I", len(table)) + table + encode_symbols(qD.ravel(), dict_model)
+
+    def make_header(
+        self,
+        *,
+        n_atoms: int,
+        dim: int,
+        sparsity: int,
+        atom_step: float,
+        fit: dict,
+        space: str | None = None,
+        pixels_per_item: int | None = None,
+        encoder: ModelRef | None = None,
+    ) -> Header:
+        """The archive header (every writer of collection archives goes through here)."""
+        encoder = encoder or self.encoder
+        return Header(
             codec=self.name,
             params={
                 "n_atoms": n_atoms,
-                "dim": d,
-                "sparsity": k,
+                "dim": dim,
+                "sparsity": sparsity,
                 "min_cosine": self.min_cosine,
                 "atom_bits": self.atom_bits,
-                "atom_step": step,
+                "atom_step": atom_step,
                 "weight_step": self.weight_step,
                 "weight_clip": self.weight_clip,
                 "block_size": self.block_size,
-                "space": self.space,
-                "pixels_per_item": self.pixels_per_item,
-                "dictionary_fit": {"method": "online", "epochs": int(learner.n_iter_), "seed": self.random_state},
+                "space": space or self.space,
+                "pixels_per_item": pixels_per_item or self.pixels_per_item,
+                "dictionary_fit": fit,
             },
-            models=[self.encoder] if self.encoder else [],
+            models=[encoder] if encoder else [],
             writer=f"semzip {__version__}",
         )
-        # dictionary blob: u32 length of the value table, the table, then the coded atom values
-        return Encoded(header, {"dictionary": dict_blob, "models": models.to_bytes()}, blocks, names)
 
     # ------------------------------------------------------------------------------------ decompress
     @classmethod

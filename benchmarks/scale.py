@@ -255,7 +255,7 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=8192)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--engines", nargs="+", default=["memory", "stream", "ray"])
-    ap.add_argument("--memory-max", type=int, default=100_000, help="largest N for the in-memory engine")
+    ap.add_argument("--memory-max", type=int, default=1_000_000, help="largest N for the in-memory engine")
     ap.add_argument("--resume-plan", default="100000:2:1024", help="N:EPOCHS:BATCH of the kill-and-resume run")
     ap.add_argument("--merge", help="JSON lines of rows measured by an earlier run, added to the report")
     ap.add_argument("--work", default="/tmp/semzip-scale")

@@ -309,6 +309,39 @@ def test_default_table_fingerprints_pinned(
     assert QuantizedGaussianTable(num_scales=32).fingerprint() != gauss.fingerprint()
 
 
+def test_default_gaussian_tables_are_stored_not_computed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import math
+
+    from semzip.entropy import models
+
+    computed = QuantizedGaussianTable(stored=False)  # libm's erfc, as every archive so far was coded with
+    assert computed.fingerprint() == models.DEFAULT_GAUSSIAN_FINGERPRINT
+    models._stored_gaussian.cache_clear()
+    monkeypatch.setattr(math, "erfc", None)  # the default grid must not need libm at all
+    stored = QuantizedGaussianTable()
+    assert stored.fingerprint() == computed.fingerprint()
+    assert np.array_equal(stored.boundaries, computed.boundaries) and np.array_equal(stored.tails, computed.tails)
+    assert all(np.array_equal(a, b) for a, b in zip(stored.tables, computed.tables))
+    with pytest.raises(TypeError):  # any other grid is still computed (and relies on its fingerprint check)
+        QuantizedGaussianTable(num_scales=32)
+
+
+def test_damaged_stored_gaussian_table_is_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from semzip.entropy import models
+
+    arrays = QuantizedGaussianTable(stored=False).to_arrays()
+    arrays["deltas"] = arrays["deltas"].copy()
+    arrays["deltas"][100] += 1
+    np.savez_compressed(tmp_path / "g.npz", **arrays)
+    monkeypatch.setattr(models, "DEFAULT_GAUSSIAN_FILE", tmp_path / "g.npz")
+    models._stored_gaussian.cache_clear()
+    try:
+        with pytest.raises(CorruptedSectionError, match="fingerprint"):
+            QuantizedGaussianTable()
+    finally:
+        models._stored_gaussian.cache_clear()
+
+
 def test_tables_are_valid(gauss: QuantizedGaussianTable) -> None:
     assert gauss.scales[0] == pytest.approx(0.11) and gauss.scales[-1] == pytest.approx(256.0)
     for k, tbl in enumerate(gauss.tables):

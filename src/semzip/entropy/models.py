@@ -35,14 +35,24 @@ come from the platform's libm and may differ by an ULP between machines, so each
 a :meth:`~QuantizedTable.fingerprint` (sha256 over the grid, boundaries, tails and all integer
 tables). Archives store it; a decoder whose tables differ refuses to decode instead of
 desynchronising.
+
+The default Gaussian grid (``QuantizedGaussianTable()``: 64 scales 0.11..256, tail 5, precision 24,
+``max_tail`` 65536; the learned image codec's y tables) is not recomputed: it ships as a stored integer
+table (``entropy/data/gaussian-default.npz``: scales and boundaries as float64 bit patterns, tails, and
+the integer tables delta-coded), written by ``scripts/build_gaussian_table.py`` from the computation
+above and checked against the pinned fingerprint :data:`DEFAULT_GAUSSIAN_FINGERPRINT` when loaded. So the
+default tables are the same on every machine whatever its libm; other grids are computed as above and
+still rely on the fingerprint check.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import constriction
@@ -55,9 +65,15 @@ CODER_PRECISION = 24
 MAX_PRECISION = 24
 MAX_ALPHABET = 2**22
 _SERIAL_VERSION = 1
+DEFAULT_GAUSSIAN_FINGERPRINT = "aaff32e59b09f0d3"
+"""Fingerprint of ``QuantizedGaussianTable()`` (the stored default table; pinned by the tests)."""
+DEFAULT_GAUSSIAN_FILE = Path(__file__).parent / "data" / "gaussian-default.npz"
+_DEFAULT_GAUSSIAN_SPEC = {"scale_min": 0.11, "scale_max": 256.0, "num_scales": 64, "tail": 5.0,
+                          "precision": 24, "max_tail": 65536}
 
 __all__ = [
     "CODER_PRECISION",
+    "DEFAULT_GAUSSIAN_FINGERPRINT",
     "MAX_ALPHABET",
     "MAX_PRECISION",
     "CategoricalModel",
@@ -313,7 +329,10 @@ class QuantizedTable:
         tail: float | None = None,
         precision: int = 24,
         max_tail: int = 65536,
+        *,
+        stored: bool = True,
     ) -> None:
+        """``stored=False`` recomputes even the default Gaussian grid with libm (the build script does)."""
         precision = _check_precision(precision)
         if type(self) is QuantizedTable:
             raise InvalidInputError(
@@ -335,6 +354,10 @@ class QuantizedTable:
         self.precision = precision
         self.max_tail = int(max_tail)
 
+        self._models: dict[int, Any] = {}
+        if stored and self._is_stored_default():
+            self.scales, self.boundaries, self.tails, self.tables = _stored_gaussian()
+            return
         k = self.num_scales
         if k == 1:
             scales = np.array([self.scale_min])
@@ -354,10 +377,26 @@ class QuantizedTable:
             self.tables.append(integerize(np.asarray(counts, dtype=np.int64), precision))
         for tbl in self.tables:
             tbl.flags.writeable = False
-        self._models: dict[int, Any] = {}
 
     def _pmf(self, scale: float, tail: int) -> tuple[list[float], float]:  # pragma: no cover
         raise NotImplementedError
+
+    def _is_stored_default(self) -> bool:
+        """Whether this is the grid that ships as a stored table (the default Gaussian one)."""
+        return self.family == "gaussian" and {k: v for k, v in self.spec().items() if k != "family"} == \
+            _DEFAULT_GAUSSIAN_SPEC
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The table set as plain arrays (what ``scripts/build_gaussian_table.py`` stores)."""
+        lengths = np.array([t.size for t in self.tables], dtype=np.int64)
+        flat = np.concatenate([np.diff(t.astype(np.int64), prepend=0) for t in self.tables])
+        return {
+            "scales_f8": np.asarray(self.scales, dtype="<f8").view("<u8"),
+            "boundaries_f8": np.asarray(self.boundaries, dtype="<f8").view("<u8"),
+            "tails": self.tails.astype("<i8"),
+            "lengths": lengths.astype("<i8"),
+            "deltas": flat.astype("<i4"),
+        }
 
     def spec(self) -> dict[str, Any]:
         """Constructor arguments: enough to rebuild this table set (check the fingerprint after)."""
@@ -428,6 +467,35 @@ class QuantizedTable:
             model = _constriction_categorical(self.tables[index], self.precision)
             self._models[index] = model
         return model
+
+
+@functools.lru_cache(maxsize=1)
+def _stored_gaussian() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The default Gaussian table set from its stored file, checked against the pinned fingerprint."""
+    try:
+        with np.load(DEFAULT_GAUSSIAN_FILE, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("scales_f8", "boundaries_f8", "tails", "lengths", "deltas")}
+        lengths = arrays["lengths"].astype(np.int64)
+        ends = np.cumsum(lengths)
+        if ends[-1] != arrays["deltas"].size:
+            raise ValueError("table lengths do not add up")
+        tables = [np.cumsum(d.astype(np.int64)).astype(np.uint32)
+                  for d in np.split(arrays["deltas"], ends[:-1])]
+        scales = arrays["scales_f8"].astype("<u8").view("<f8").astype(np.float64)
+        boundaries = arrays["boundaries_f8"].astype("<u8").view("<f8").astype(np.float64)
+        tails = arrays["tails"].astype(np.int64)
+    except (OSError, KeyError, ValueError) as exc:
+        raise CorruptedSectionError(f"the stored Gaussian table {DEFAULT_GAUSSIAN_FILE} cannot be read ({exc}); "
+                      "reinstall semzip") from None
+    for a in (scales, boundaries, tails, *tables):
+        a.flags.writeable = False
+    probe = QuantizedGaussianTable.__new__(QuantizedGaussianTable)
+    probe.precision, probe.num_scales, probe.max_tail = 24, 64, 65536
+    probe.scales, probe.boundaries, probe.tails, probe.tables = scales, boundaries, tails, tables
+    if probe.fingerprint() != DEFAULT_GAUSSIAN_FINGERPRINT:
+        raise CorruptedSectionError(f"the stored Gaussian table {DEFAULT_GAUSSIAN_FILE} does not match its fingerprint "
+                      f"{DEFAULT_GAUSSIAN_FINGERPRINT}; reinstall semzip")
+    return scales, boundaries, tails, tables
 
 
 class QuantizedGaussianTable(QuantizedTable):

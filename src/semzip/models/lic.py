@@ -15,12 +15,16 @@ Determinism of :class:`TinyHyperprior` streams
   tables computed once from the learned factorized density (at export) and stored *as integers* in the
   weights file; loading never recomputes them. Values outside a channel's table range are clamped (both
   encoder and decoder then see the clamped ``z_hat``, so this costs quality only, never sync).
-* ``y`` residuals ``round(y - mu)`` are coded with a :class:`~semzip.entropy.QuantizedGaussianTable`; the
-  per-symbol *scale indices* come from the hyper-synthesis run in a fixed mode on both sides: CPU, float32,
-  one thread, oneDNN disabled (:func:`deterministic_mode`). The Gaussian tables' own fingerprint (libm
-  dependent) is part of the model fingerprint, so a machine whose tables differ refuses the stream.
-* The y stream starts with a CRC32 of (model fingerprint, scale indices): if the decoder's hyper-synthesis
-  ever produces one different index (other hardware/BLAS), decoding fails loudly instead of returning noise.
+* ``y`` residuals ``round(y - mu)`` are coded with a :class:`~semzip.entropy.QuantizedGaussianTable` (the
+  default grid: a stored integer table, no libm) at per-symbol *scale indices* from the hyper-synthesis.
+  Stream version 2 (written by default) runs it integer-exact (:class:`IntHyperSynthesis`: fixed-point
+  weights and activations, exact integer sums, integer thresholds instead of softplus), so ``mu`` (Q12),
+  the indices and ``y_hat = r + mu`` are the same integers on every machine; only the pixel synthesis
+  ``g_s`` is float. Version 1 (legacy, still decoded) ran the float32 h_s in :func:`deterministic_mode`.
+  The version is the first byte of the :class:`LICShape` record.
+* The y stream starts with a CRC32 of (model fingerprint, scale indices; for version 2 also the version and
+  mu): a corrupt z stream, another model, or (version 1) a float difference on another machine fails loudly
+  instead of returning noise.
 
 Streams: ``[y_stream, z_stream]`` (CompressAI's order). ``shape`` is a :class:`LICShape` with the original
 and coded sizes (``scale < 1`` downsamples before coding; the decoder upsamples back) and the model
@@ -61,20 +65,29 @@ CACHE_ENV = "SEMZIP_CACHE"
 MAX_CODED_PIXELS = 100_000_000
 Z_PRECISION = 16
 Z_MAX_HALF_RANGE = 64
-STREAM_VERSION = 1
+STREAM_VERSION = 2
+"""LIC stream version written by default: 2 = integer-exact hyper-synthesis (:class:`IntHyperSynthesis`)."""
+LEGACY_STREAM_VERSION = 1
+"""Version 1 = float32 hyper-synthesis in :func:`deterministic_mode` (still decoded; written on request)."""
+STREAM_VERSIONS = (LEGACY_STREAM_VERSION, STREAM_VERSION)
 PAD = 64  # total downsampling of g_a (16) times h_a (4)
 COMPRESSAI_ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
 
 __all__ = [
     "COMPRESSAI_ARCHS",
     "DEFAULT_WEIGHTS",
+    "LEGACY_STREAM_VERSION",
+    "STREAM_VERSION",
     "TINY_NAME",
     "CompressAILIC",
+    "IntHyperSynthesis",
+    "LICIntegers",
     "LICShape",
     "LearnedImageCodec",
     "TinyHyperprior",
     "default_weights_path",
     "deterministic_mode",
+    "integer_digest",
     "load_lic",
 ]
 
@@ -90,17 +103,23 @@ def _torch() -> Any:
 
 @dataclass(frozen=True)
 class LICShape:
-    """What a decoder needs besides the streams: original size, coded size, model fingerprint."""
+    """What a decoder needs besides the streams: original size, coded size, model fingerprint, and the
+    stream version (its first byte): 2 = integer hyper-synthesis, 1 = legacy float32 hyper-synthesis."""
 
     height: int
     width: int
     coded_height: int
     coded_width: int
     model: str | None = None
+    version: int = STREAM_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version not in STREAM_VERSIONS:
+            raise InvalidInputError(f"LIC stream version must be one of {STREAM_VERSIONS}, got {self.version!r}")
 
     def to_bytes(self) -> bytes:
         """Version byte, four varints, flag + 8-byte fingerprint (hex) when ``model`` is set."""
-        out = bytearray([STREAM_VERSION])
+        out = bytearray([self.version])
         for v in (self.height, self.width, self.coded_height, self.coded_width):
             while v >= 0x80:
                 out.append((v & 0x7F) | 0x80)
@@ -117,8 +136,8 @@ class LICShape:
     def from_bytes(cls, data: bytes) -> LICShape:
         """Inverse of :meth:`to_bytes`; malformed input raises :class:`EntropyDecodeError`."""
         data = bytes(data)
-        if not data or data[0] != STREAM_VERSION:
-            raise EntropyDecodeError("LIC shape record: empty or unknown version")
+        if not data or data[0] not in STREAM_VERSIONS:
+            raise EntropyDecodeError("LIC shape record: empty or unknown version (written by a newer semzip?)")
         pos, vals = 1, []
         for _ in range(4):
             v, shift = 0, 0
@@ -142,7 +161,7 @@ class LICShape:
             model = data[pos:].hex()
         elif flag != 0 or pos != len(data):
             raise EntropyDecodeError("LIC shape record: trailing or invalid bytes")
-        return cls(*vals, model=model)
+        return cls(*vals, model=model, version=data[0])
 
 
 class LearnedImageCodec:
@@ -226,7 +245,7 @@ def _check_streams(streams: Any, n: int) -> list[bytes]:
 
 @contextmanager
 def deterministic_mode() -> Iterator[None]:
-    """The documented mode the hyper-synthesis runs in on both sides: CPU fp32, 1 thread, no oneDNN."""
+    """The mode the legacy (version-1) float hyper-synthesis runs in on both sides: CPU fp32, 1 thread, no oneDNN."""
     torch = _torch()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -416,6 +435,261 @@ def z_tables(net: Any, max_half_range: int = Z_MAX_HALF_RANGE, precision: int = 
     return {"z_offsets": offsets, "z_lengths": lengths, "z_freqs": tables[:, : int(lengths.max())].copy()}
 
 
+# -------------------------------------------------------------------------- integer-exact hyper-synthesis
+
+HS_FRAC_BITS = 12
+"""Activations (and mu, and the raw scale output) of the integer h_s are fixed point Q12: value = a / 4096."""
+HS_ACT_MAX = 2**22 - 1
+"""Every activation is saturated to ``|a| <= HS_ACT_MAX`` (about +-1024 in real units)."""
+HS_WEIGHT_BITS = 15
+"""Per output channel, weights are integers ``|q| <= 2**15`` times a power-of-two scale ``2**-e_c``."""
+HS_SHIFT_MAX = 24
+"""``e_c <= 24``: a channel is never stored finer than Q24 (every fp16 weight is exact in Q24)."""
+HS_PARAM_LIMIT = 2**15
+"""Weights and biases must satisfy ``|w| < 2**15`` (fp16 ones always do up to 32768): keeps the bounds."""
+SIGMA_MIN = "0.11"
+"""sigma = 0.11 + softplus(raw); the integer thresholds use this exact decimal."""
+
+
+def softplus_thresholds(boundaries: Any, frac_bits: int = HS_FRAC_BITS, sigma_min: str = SIGMA_MIN) -> np.ndarray:
+    """Integer thresholds ``t_k`` on the raw Q``frac_bits`` output: scale index = ``#{k : t_k <= raw}``.
+
+    ``sigma >= b_k`` with ``sigma = sigma_min + softplus(raw)`` is ``raw >= log(expm1(b_k - sigma_min))``,
+    so ``t_k = ceil(2**frac_bits * log(expm1(b_k - sigma_min)))`` (``-2**62`` when ``b_k <= sigma_min``).
+    Exact recipe: each float64 boundary is converted exactly to a ``Decimal``, and ``exp``/``ln`` run in
+    Python's ``decimal`` at 60 digits (correctly rounded, pure integer software: the same digits on every
+    machine); a value within ``1e-30`` of an integer, which would make the ceiling ambiguous, raises.
+    """
+    import decimal
+
+    out = []
+    with decimal.localcontext() as ctx:
+        ctx.prec = 60
+        lo = decimal.Decimal(sigma_min)
+        scale = decimal.Decimal(2) ** frac_bits
+        for b in np.asarray(boundaries, dtype=np.float64).tolist():
+            c = decimal.Decimal(b) - lo
+            if c <= 0:
+                out.append(-(2**62))
+                continue
+            g = (c.exp() - 1).ln() * scale
+            t = int(g.to_integral_value(rounding=decimal.ROUND_CEILING))
+            if abs(g - g.to_integral_value(rounding=decimal.ROUND_HALF_EVEN)) < decimal.Decimal("1e-30"):
+                raise ValueError(f"scale threshold {g} is too close to an integer to round safely")
+            out.append(t)
+    t = np.asarray(out, dtype=np.int64)
+    if (np.diff(t) < 0).any():
+        raise ValueError("scale thresholds are not monotone (boundaries not increasing)")
+    return t
+
+
+def _to_fraction(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(m, e)`` of float16/float32 values (``m * 2**e``); float16 goes through float32 exactly."""
+    from semzip.entropy.fixedpoint import f32_to_fraction
+
+    a = np.asarray(a)
+    if a.dtype not in (np.float16, np.float32):
+        raise ValueError(f"h_s parameters must be float16 or float32, got {a.dtype}")
+    return f32_to_fraction(np.ascontiguousarray(a.astype(np.float32)).view(np.uint32))
+
+
+def _valid_conv(x: np.ndarray, w: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Exact integer 'valid' correlation of int64 ``x`` (C, H, W) with integer-valued float64 ``w``
+    (Cout, C*kh*kw): im2col, then a float64 matrix product whose every partial sum is an integer below
+    ``2**53`` (the caller's bounds), so BLAS blocking, threads, SIMD width or FMA cannot change it."""
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # (C, Ho, Wo, kh, kw)
+    ho, wo = win.shape[1], win.shape[2]
+    out = np.empty((w.shape[0], ho, wo), dtype=np.int64)
+    rows = max(1, (1 << 22) // max(1, w.shape[1] * wo))  # at most ~32 MB of columns per product
+    for r0 in range(0, ho, rows):
+        r = min(rows, ho - r0)
+        cols = np.empty((x.shape[0], kh, kw, r, wo), dtype=np.float64)
+        cols[...] = win[:, r0 : r0 + r].transpose(0, 3, 4, 1, 2)
+        out[:, r0 : r0 + r] = (w @ cols.reshape(w.shape[1], r * wo)).astype(np.int64).reshape(-1, r, wo)
+    return out
+
+
+@dataclass(frozen=True)
+class _IntLayer:
+    """One convolution of the integer h_s, held as a plain correlation (transposed ones rewritten).
+
+    A transposed convolution (stride ``d``) is a correlation of the ``d``-fold zero-inserted input with the
+    flipped kernel; it runs as ``d*d`` output phases, each a small correlation of the input itself with the
+    kernel taps that meet real samples (``phases``), which skips the inserted zeros.
+    """
+
+    weight: np.ndarray  # int64 (Cout, Cin, k, k): q = round(w * 2**shift), |q| <= 2**HS_WEIGHT_BITS
+    bias: np.ndarray  # int64 (Cout,): round(b * 2**(HS_FRAC_BITS + shift)), the accumulator's units
+    shift: np.ndarray  # int64 (Cout,): e_c in [0, HS_SHIFT_MAX]
+    dilate: int  # the stride of a transposed convolution (input zero-insertion); 1 for a convolution
+    pad: tuple[int, int]  # zero padding before / after of the (zero-inserted) input, both spatial axes
+    phases: tuple[tuple[int, int, int, int, int, int, np.ndarray], ...]  # (a, b, row0, col0, kh, kw, w_f64)
+
+    @classmethod
+    def build(cls, weight: Any, bias: Any, transposed: bool, stride: int) -> _IntLayer:
+        from semzip.entropy.fixedpoint import bit_length, rshift_round
+
+        w = np.asarray(weight)
+        if w.ndim != 4 or w.shape[2] != w.shape[3]:
+            raise ValueError(f"h_s weight of shape {w.shape} is not a square 2-D kernel")
+        k = int(w.shape[-1])
+        if transposed:  # ConvTranspose2d(k, stride, padding=k//2, output_padding=stride-1) as a correlation
+            w = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+            p = k - 1 - k // 2
+            pad, dilate = (p, p + stride - 1), stride
+        else:
+            if stride != 1:
+                raise ValueError("strided convolutions are not part of h_s")
+            pad, dilate = (k // 2, k // 2), 1
+        cout, cin = w.shape[:2]
+        m, e = _to_fraction(w.reshape(cout, -1))
+        mb, eb = _to_fraction(np.asarray(bias).reshape(-1))
+        if mb.shape != (cout,):
+            raise ValueError(f"h_s bias has {mb.size} values for {cout} channels")
+        # |value| < 2**(bit_length(|m|) + e): the exponent that decides each channel's power-of-two scale
+        expo = np.where(m != 0, bit_length(np.abs(m)) + e, -(2**20))
+        expo_b = np.where(mb != 0, bit_length(np.abs(mb)) + eb, -(2**20))
+        limit = HS_PARAM_LIMIT.bit_length() - 1
+        if int(expo.max(initial=-(2**20))) > limit or int(expo_b.max(initial=-(2**20))) > limit:
+            raise ValueError(f"h_s parameters must be below 2**{limit} in magnitude")
+        shift = np.clip(HS_WEIGHT_BITS - expo.max(axis=1), 0, HS_SHIFT_MAX).astype(np.int64)
+        q = rshift_round(m, -(e + shift[:, None])).reshape(cout, cin, k, k)
+        qb = rshift_round(mb, -(eb + HS_FRAC_BITS + shift))
+        if np.abs(q).max(initial=0) > 2**HS_WEIGHT_BITS:  # pragma: no cover - guaranteed by the shift
+            raise AssertionError("integer h_s weight out of range")
+        if cin * k * k * 2**HS_WEIGHT_BITS * HS_ACT_MAX >= 2**53:
+            raise ValueError(f"h_s layer with {cin * k * k} taps is too wide for exact float64 sums")
+        phases = []
+        for a in range(dilate):
+            us = [u for u in range(k) if (a + u - pad[0]) % dilate == 0]
+            for b in range(dilate):
+                vs = [v for v in range(k) if (b + v - pad[0]) % dilate == 0]
+                if us and vs:
+                    sub = q[:, :, us][:, :, :, vs].reshape(cout, -1).astype(np.float64)
+                    phases.append((a, b, (a + us[0] - pad[0]) // dilate, (b + vs[0] - pad[0]) // dilate,
+                                   len(us), len(vs), sub))
+        return cls(q, qb, shift, dilate, pad, tuple(phases))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Q12 int64 (Cin, H, W) -> Q12 int64 (Cout, H', W'), saturated to ``+-HS_ACT_MAX``."""
+        from semzip.entropy.fixedpoint import rshift_round, saturate
+
+        if np.abs(x).max(initial=0) > HS_ACT_MAX:  # the bound that makes the float64 sums exact
+            raise AssertionError("integer h_s activation out of range")
+        k, d = self.weight.shape[-1], self.dilate
+        h, w = x.shape[1:]
+        ho = (h - 1) * d + 1 + sum(self.pad) - k + 1
+        wo = (w - 1) * d + 1 + sum(self.pad) - k + 1
+        acc = np.zeros((self.weight.shape[0], ho, wo), dtype=np.int64)
+        g = k  # margin of zeros: every phase's window start (row0, col0) lies within [-k, k]
+        xp = np.pad(x, ((0, 0), (g, g), (g, g)))
+        for a, b, r0, c0, kh, kw, wsub in self.phases:
+            n_r, n_c = -(-(ho - a) // d), -(-(wo - b) // d)  # output rows/cols of this phase
+            src = xp[:, g + r0 : g + r0 + n_r + kh - 1, g + c0 : g + c0 + n_c + kw - 1]
+            acc[:, a::d, b::d] = _valid_conv(src, wsub, kh, kw)
+        acc += self.bias[:, None, None]  # |sum| < 2**53, |bias| < 2**51: no int64 overflow
+        return saturate(rshift_round(acc, self.shift[:, None, None]), HS_ACT_MAX)
+
+
+def _leaky_relu(x: np.ndarray) -> np.ndarray:
+    """LeakyReLU(0.01) in fixed point: negative values become ``round(x / 100)`` (0.01 = 1/100 exactly)."""
+    from semzip.entropy.fixedpoint import div_round
+
+    return np.where(x < 0, div_round(x, 100), x)
+
+
+class IntHyperSynthesis:
+    """Integer-exact hyper-synthesis ``h_s``: ``z_hat`` (integers) -> ``mu`` (Q12) and scale indices.
+
+    Pure numpy int64 and exact float64 sums; no torch, no libm on the path. From the model's float
+    parameters (fp16 values held exactly in fp32), per output channel ``e_c = clip(15 - E, 0, 24)`` with
+    ``E`` the largest binary exponent of the channel's weights (``|w| < 2**E``), ``q = round(w * 2**e_c)``
+    (``|q| <= 2**15``), ``bias = round(b * 2**(12 + e_c))``: all exact integer conversions of the float
+    bit patterns. Each layer: Q12 input (``z_hat * 2**12`` for the first), convolution as an exact integer
+    sum (:func:`~semzip.entropy.fixedpoint.matmul_exact`: ``K * 2**15 * (2**22 - 1) < 2**53``, K <= 1200
+    taps here), plus bias, ``rshift_round`` by ``e_c`` back to Q12, saturation to ``+-(2**22 - 1)``; leaky
+    ReLU as ``round(x / 100)`` for negatives. The last layer gives ``mu`` (Q12) and ``raw`` (Q12); the scale
+    index is ``#{k : t_k <= raw}`` with the thresholds of :func:`softplus_thresholds` (no softplus is ever
+    evaluated). The architecture is :class:`HyperpriorNet`'s ``h_s``: deconv 5x5/2, leaky ReLU,
+    deconv 5x5/2, leaky ReLU, conv 3x3.
+    """
+
+    def __init__(self, state: dict[str, Any], boundaries: Any) -> None:
+        """``state``: ``h_s``'s parameters by key (``0.weight`` ... ``4.bias``) as float16/float32 numpy arrays."""
+        try:
+            self.layers = [
+                _IntLayer.build(state["0.weight"], state["0.bias"], transposed=True, stride=2),
+                _IntLayer.build(state["2.weight"], state["2.bias"], transposed=True, stride=2),
+                _IntLayer.build(state["4.weight"], state["4.bias"], transposed=False, stride=1),
+            ]
+        except KeyError as exc:
+            raise ValueError(f"h_s parameter {exc} is missing") from None
+        cin = [layer.weight.shape[1] for layer in self.layers]
+        cout = [layer.weight.shape[0] for layer in self.layers]
+        if cin[1:] != cout[:-1] or cout[-1] % 2:
+            raise ValueError(f"h_s channels do not chain: in {cin}, out {cout}")
+        self.in_channels, self.M = cin[0], cout[-1] // 2
+        self.thresholds = softplus_thresholds(boundaries)
+
+    def __call__(self, z_hat: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu_q, idx)`` for integer ``z_hat`` (Nh, h, w): ``mu = mu_q / 2**12`` (int64), indices int64."""
+        from semzip.entropy.fixedpoint import saturate
+
+        z = np.asarray(z_hat)
+        if z.dtype.kind not in "iu" or z.ndim != 3 or z.shape[0] != self.in_channels:
+            raise InvalidInputError(f"z_hat must be integers of shape ({self.in_channels}, h, w)")
+        x = saturate(np.left_shift(saturate(z, 2**10), HS_FRAC_BITS), HS_ACT_MAX)  # Q12 input
+        x = _leaky_relu(self.layers[0](x))
+        x = _leaky_relu(self.layers[1](x))
+        x = self.layers[2](x)
+        mu_q, raw_q = x[: self.M], x[self.M :]
+        return mu_q, np.searchsorted(self.thresholds, raw_q, side="right").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LICIntegers:
+    """What a TinyHyperprior stream decodes to before the pixel synthesis ``g_s`` (int64 arrays, (C, h, w)).
+
+    ``mu``: Q12 integers for version 2 (value ``mu / 4096``), float32 for legacy version 1;
+    ``y_hat_q``: ``residuals * 4096 + mu`` (Q12) for version 2, ``None`` for version 1.
+    """
+
+    version: int
+    z_hat: np.ndarray
+    scale_idx: np.ndarray
+    residuals: np.ndarray
+    mu: np.ndarray
+    y_hat_q: np.ndarray | None
+
+    def y_hat_float(self) -> np.ndarray:
+        """``y_hat`` as the float32 input of ``g_s`` (``y_hat_q / 4096``, or ``residuals + mu`` for v1)."""
+        if self.y_hat_q is not None:
+            return (self.y_hat_q.astype(np.float64) / 2**HS_FRAC_BITS).astype(np.float32)
+        return (self.residuals + self.mu).astype(np.float32)
+
+    def digest(self) -> dict[str, Any]:
+        """SHA-256 of each array's little-endian bytes (int64; v1's mu and y_hat as float32), plus the shape."""
+        def sha(a: np.ndarray, dt: str) -> str:
+            return hashlib.sha256(np.ascontiguousarray(a).astype(dt).tobytes()).hexdigest()
+
+        v2 = self.version == STREAM_VERSION
+        return {
+            "version": self.version,
+            "shape": list(self.scale_idx.shape),
+            "z_hat": sha(self.z_hat, "<i8"),
+            "scale_idx": sha(self.scale_idx, "<i8"),
+            "residuals": sha(self.residuals, "<i8"),
+            "mu": sha(self.mu, "<i8" if v2 else "<f4"),
+            "y_hat": sha(self.y_hat_q if v2 else self.y_hat_float(), "<i8" if v2 else "<f4"),
+        }
+
+
+def integer_digest(codec: TinyHyperprior, streams: list[bytes], shape: LICShape | bytes) -> dict[str, Any]:
+    """SHA-256 digests of what a TinyHyperprior stream decodes to before ``g_s`` (z_hat, scale indices,
+    residuals, mu, y_hat in Q12): identical on every machine for version-2 streams (golden-file tests)."""
+    return codec.decode_integers(streams, shape).digest()
+
+
 # ------------------------------------------------------------------------------------------------ backends
 
 
@@ -455,6 +729,7 @@ class TinyHyperprior(LearnedImageCodec):
         except SemzipError as exc:
             raise ModelMismatchError(f"LIC z tables are invalid: {exc}") from None
         self.table = QuantizedGaussianTable()
+        self._int_hyper: IntHyperSynthesis | None = None
         state = {k: v for k, v in self.net.state_dict().items()}
         state["z_offsets"] = torch.from_numpy(self.z_offsets.astype(np.int32))
         state["z_lengths"] = torch.from_numpy(self.z_lengths.astype(np.int32))
@@ -561,8 +836,24 @@ class TinyHyperprior(LearnedImageCodec):
         h, w = x.shape[:2]
         return np.pad(x, ((0, -h % PAD), (0, -w % PAD), (0, 0)), mode="edge")
 
-    def _hyper_indices(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """mu (float32) and scale indices (int64) from integer z_hat, in :func:`deterministic_mode`."""
+    @property
+    def int_hyper(self) -> IntHyperSynthesis:
+        """The integer-exact hyper-synthesis of version-2 streams, built on first use from ``h_s``'s weights."""
+        ih = self._int_hyper
+        if ih is None:
+            state = {k: v.detach().cpu().numpy() for k, v in self.net.h_s.state_dict().items()}
+            try:
+                ih = IntHyperSynthesis(state, self.table.boundaries)
+            except ValueError as exc:
+                raise ModelMismatchError(f"{self.name}: no integer hyper-synthesis for these weights ({exc})") from None
+            self._int_hyper = ih
+        return ih
+
+    def _hyper_indices(self, z_hat: np.ndarray, version: int = STREAM_VERSION) -> tuple[np.ndarray, np.ndarray]:
+        """mu and scale indices (int64) from integer z_hat: version 2 integer-exact (mu int64 in Q12);
+        version 1 the legacy float32 h_s in :func:`deterministic_mode` (mu float32)."""
+        if version == STREAM_VERSION:
+            return self.int_hyper(z_hat)
         torch = self._torch
         with deterministic_mode():
             mu, sigma = self.net.hyper(torch.from_numpy(z_hat.astype(np.float32))[None])
@@ -570,9 +861,15 @@ class TinyHyperprior(LearnedImageCodec):
         idx = self.table.scale_index(sigma[0].numpy().astype(np.float64))
         return mu, idx
 
-    def _checksum(self, idx: np.ndarray) -> bytes:
-        crc = zlib.crc32(bytes.fromhex(self._fingerprint))
-        return struct.pack("<I", zlib.crc32(idx.astype(np.uint8).tobytes(), crc))
+    def _checksum(self, idx: np.ndarray, mu: np.ndarray, version: int) -> bytes:
+        """Version 1: CRC32 of the indices seeded with the fingerprint; version 2 also covers the version
+        and mu (Q12), so a stream read under the wrong version fails here."""
+        if version == LEGACY_STREAM_VERSION:
+            crc = zlib.crc32(bytes.fromhex(self._fingerprint))
+            return struct.pack("<I", zlib.crc32(idx.astype(np.uint8).tobytes(), crc))
+        crc = zlib.crc32(bytes([version]) + bytes.fromhex(self._fingerprint))
+        crc = zlib.crc32(idx.astype(np.uint8).tobytes(), crc)
+        return struct.pack("<I", zlib.crc32(mu.astype("<i8").tobytes(), crc))
 
     def analysis(self, image: np.ndarray) -> np.ndarray:
         """The latent y (M, h, w) of a (padded) uint8 image."""
@@ -581,11 +878,18 @@ class TinyHyperprior(LearnedImageCodec):
         with torch.no_grad():
             return self.net.g_a(x)[0].numpy()
 
-    def compress(self, image: np.ndarray, scale: float = 1.0) -> tuple[list[bytes], LICShape]:
-        """Code ``image``; returns ``[y_stream, z_stream]`` and the :class:`LICShape`."""
+    def compress(self, image: np.ndarray, scale: float = 1.0, *,
+                 version: int = STREAM_VERSION) -> tuple[list[bytes], LICShape]:
+        """Code ``image``; returns ``[y_stream, z_stream]`` and the :class:`LICShape`.
+
+        ``version=1`` writes a legacy stream (float32 hyper-synthesis; decodes only where the floats agree):
+        for tests and comparisons, not for archives.
+        """
         from semzip.entropy import Encoder
 
         torch = self._torch
+        if version not in STREAM_VERSIONS:
+            raise InvalidInputError(f"LIC stream version must be one of {STREAM_VERSIONS}, got {version!r}")
         img = _check_image(image)
         h, w = img.shape[:2]
         ch, cw = _coded_size(h, w, scale)
@@ -601,18 +905,22 @@ class TinyHyperprior(LearnedImageCodec):
         ez = Encoder()
         for c in range(self.net.Nh):
             ez.encode_categorical(z_sym[c].ravel(), self.z_models[c])
-        mu, idx = self._hyper_indices(z_hat)
-        resid = np.rint(y - mu).astype(np.int64)
+        mu, idx = self._hyper_indices(z_hat, version)
+        mu_real = mu.astype(np.float64) / 2**HS_FRAC_BITS if version == STREAM_VERSION else mu
+        resid = np.rint(y - mu_real).astype(np.int64)
         ey = Encoder()
         ey.encode_gaussian(resid.ravel(), idx.ravel(), self.table)
-        shape = LICShape(h, w, ch, cw, model=self._fingerprint)
-        return [self._checksum(idx) + ey.to_bytes(), ez.to_bytes()], shape
+        shape = LICShape(h, w, ch, cw, model=self._fingerprint, version=version)
+        return [self._checksum(idx, mu, version) + ey.to_bytes(), ez.to_bytes()], shape
 
-    def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
-        """Decode ``[y_stream, z_stream]``; refuses another model's streams and a desynchronised hyperprior."""
+    def decode_integers(self, streams: list[bytes], shape: LICShape | bytes) -> LICIntegers:
+        """Entropy-decode ``[y_stream, z_stream]`` up to ``y_hat`` (everything before the float ``g_s``).
+
+        Refuses another model's streams and a desynchronised hyperprior. For version-2 streams every array
+        returned is an exact integer function of the bytes: the same on every machine.
+        """
         from semzip.entropy import Decoder
 
-        torch = self._torch
         y_bytes, z_bytes = _check_streams(streams, 2)
         shape = _check_shape(shape, self.max_pixels)
         if shape.model is not None and shape.model != self._fingerprint:
@@ -628,17 +936,26 @@ class TinyHyperprior(LearnedImageCodec):
         z_sym = np.stack([dz.decode_categorical(m, zh * zw).reshape(zh, zw) for m in self.z_models])
         dz.finish()
         z_hat = z_sym + self.z_offsets[:, None, None]
-        mu, idx = self._hyper_indices(z_hat)
-        if self._checksum(idx) != y_bytes[:4]:
-            raise EntropyDecodeError(
-                "LIC scale-index checksum mismatch: the hyper-synthesis on this machine disagrees with the "
-                "encoder's (different model, corrupt stream, or a float difference across hardware; "
-                "decode on CPU with the same weights and torch build)"
-            )
+        mu, idx = self._hyper_indices(z_hat, shape.version)
+        if self._checksum(idx, mu, shape.version) != y_bytes[:4]:
+            hint = ("a corrupt stream or another model" if shape.version == STREAM_VERSION else
+                    "a corrupt stream, another model, or a float difference across hardware: this is a legacy "
+                    "version-1 stream (float hyper-synthesis), decode it on CPU with the torch build that wrote it")
+            raise EntropyDecodeError(f"LIC scale-index checksum mismatch ({hint})")
         dy = Decoder(y_bytes[4:])
         resid = dy.decode_gaussian(idx.ravel(), self.table).reshape(idx.shape)
         dy.finish()
-        y_hat = torch.from_numpy((resid + mu).astype(np.float32))[None]
+        if shape.version == STREAM_VERSION:
+            y_q = resid * 2**HS_FRAC_BITS + mu  # |resid| < 2**31, |mu| < 2**22: exact in int64
+            return LICIntegers(shape.version, z_hat, idx, resid, mu, y_q)
+        return LICIntegers(shape.version, z_hat, idx, resid, mu, None)
+
+    def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
+        """Decode ``[y_stream, z_stream]``; refuses another model's streams and a desynchronised hyperprior."""
+        torch = self._torch
+        shape = _check_shape(shape, self.max_pixels)
+        ints = self.decode_integers(streams, shape)
+        y_hat = torch.from_numpy(ints.y_hat_float())[None]
         with torch.no_grad():
             x = self.net.g_s(y_hat)[0].clamp(0, 1).mul(255).round()
         out = np.nan_to_num(x.permute(1, 2, 0).numpy()).astype(np.uint8)
@@ -714,7 +1031,8 @@ class CompressAILIC(LearnedImageCodec):
         with torch.no_grad():
             out = self.net.compress(t)
         streams = [s[0] for s in out["strings"]]  # one image: one string per latent
-        return streams, LICShape(h, w, ch, cw, model=self._fingerprint)
+        # version 1: CompressAI streams are not semzip's hyper-synthesis; their shape bytes stay as they were
+        return streams, LICShape(h, w, ch, cw, model=self._fingerprint, version=LEGACY_STREAM_VERSION)
 
     def decompress(self, streams: list[bytes], shape: LICShape | bytes) -> np.ndarray:
         torch = self._torch

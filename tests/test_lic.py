@@ -378,3 +378,20 @@ def test_decoded_integers_identical_across_cpu_kernels_and_threads(tmp_path):
     assert [r["threads"] for r in results[3:]] == [1, 2]
     for v, r in zip(variants, results):
         assert r["d"] == here, f"decoded integers differ under {v}"
+
+
+def test_integer_weight_conversion_is_exact_and_bounded():
+    """Per-channel power-of-two scales: the largest weight lands in [2**14, 2**15], fp16 values stay exact,
+    negligible ones round to 0 (not -1), tiny channels stop at Q24; oversized parameters are refused."""
+    from semzip.models.lic import _IntLayer
+
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    w[0, 0, 0, 0], w[0, 0, 0, 1], w[0, 1, 1, 1] = 0.75, -1e-30, np.float16(-0.0123)
+    w[1, 0, 0, 0] = -3e-8  # alone in its channel: shift capped at 24, round(-0.503) = -1
+    layer = _IntLayer.build(w, np.array([-1e-20, 0.5, 0.0], np.float32), transposed=False, stride=1)
+    assert layer.shift.tolist() == [15, 24, 24]
+    assert layer.weight[0, 0, 0, :2].tolist() == [24576, 0] and layer.weight[1, 0, 0, 0] == -1
+    assert layer.weight[0, 1, 1, 1] == float(np.float16(-0.0123)) * 2**15  # exact: fp16 has 11 bits
+    assert layer.bias.tolist() == [0, 2**35, 0]  # round(b * 2**(12 + e_c))
+    with pytest.raises(ValueError, match="below 2"):
+        _IntLayer.build(w * 2**16, np.zeros(3, np.float32), transposed=False, stride=1)

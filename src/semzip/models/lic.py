@@ -553,8 +553,9 @@ class _IntLayer:
         if int(expo.max(initial=-(2**20))) > limit or int(expo_b.max(initial=-(2**20))) > limit:
             raise ValueError(f"h_s parameters must be below 2**{limit} in magnitude")
         shift = np.clip(HS_WEIGHT_BITS - expo.max(axis=1), 0, HS_SHIFT_MAX).astype(np.int64)
-        q = rshift_round(m, -(e + shift[:, None])).reshape(cout, cin, k, k)
-        qb = rshift_round(mb, -(eb + HS_FRAC_BITS + shift))
+        # round(m * 2**(e + e_c)); |m| < 2**24, so shifts beyond 62 (rshift_round's range) round to 0 anyway
+        q = rshift_round(m, np.minimum(-(e + shift[:, None]), 62)).reshape(cout, cin, k, k)
+        qb = rshift_round(mb, np.minimum(-(eb + HS_FRAC_BITS + shift), 62))
         if np.abs(q).max(initial=0) > 2**HS_WEIGHT_BITS:  # pragma: no cover - guaranteed by the shift
             raise AssertionError("integer h_s weight out of range")
         if cin * k * k * 2**HS_WEIGHT_BITS * HS_ACT_MAX >= 2**53:

@@ -633,7 +633,7 @@ class IntHyperSynthesis:
     ``E`` the largest binary exponent of the channel's weights (``|w| < 2**E``), ``q = round(w * 2**e_c)``
     (``|q| <= 2**15``), ``bias = round(b * 2**(12 + e_c))``: all exact integer conversions of the float
     bit patterns. Each layer: Q12 input (``z_hat * 2**12`` for the first), convolution as an exact integer
-    sum (:func:`~semzip.entropy.fixedpoint.matmul_exact`: ``K * 2**15 * (2**22 - 1) < 2**53``, K <= 1200
+    sum (float64 products of integers, :func:`_valid_conv`: ``K * 2**15 * (2**22 - 1) < 2**53``, K <= 1200
     taps here), plus bias, ``rshift_round`` by ``e_c`` back to Q12, saturation to ``+-(2**22 - 1)``; leaky
     ReLU as ``round(x / 100)`` for negatives. The last layer gives ``mu`` (Q12) and ``raw`` (Q12); the scale
     index is ``#{k : t_k <= raw}`` with the thresholds of :func:`softplus_thresholds` (no softplus is ever

@@ -29,16 +29,17 @@ Algorithm (codec id 1; every constant below is part of it, see docs/text-coding.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from semzip.entropy import CategoricalModel, Decoder, Encoder
-from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError
+from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError, SemzipError
 from semzip.format import compact
 
-__all__ = ["CODEC_ID", "PRECISION", "PROMPT_V1", "TextCoder", "logits_to_freqs"]
+__all__ = ["CODEC_ID", "INT_CODEC_ID", "PRECISION", "PROMPT_V1", "IntTextCoder", "TextCoder", "logits_to_freqs"]
 
 CODEC_ID = 1
 PRECISION = 24
@@ -143,8 +144,118 @@ def _shortest(be: bytes, mode: int, seq: Sequence[int], models: Sequence[Categor
     return be
 
 
-class TextCoder:
-    """Lossless LM-based coder for short texts (captions): ``compress(text) -> bytes``, ``decompress``."""
+class _CaptionFiles:
+    """The ``.smzc`` layouts (:mod:`semzip.format.compact`) on top of ``compress_many``/``decompress_many``."""
+
+    codec_id: int
+    fingerprint: str
+
+    def compress_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[bytes]:
+        raise NotImplementedError
+
+    def decompress_many(self, payloads: Sequence[bytes], progress: Callable[[int], None] | None = None,
+                        errors: bool = False) -> list[Any]:
+        raise NotImplementedError
+
+    def encode_file(self, text: str, final_newline: bool = False) -> bytes:
+        """A complete caption file: compact header, payload, 16-bit check (payload + 5 bytes).
+
+        ``final_newline`` records a trailing newline outside the coded text (as text files end).
+        """
+        return self.encode_files([([text], False, final_newline)])[0]
+
+    def decode_file(self, data: bytes) -> str:
+        """Inverse of :meth:`encode_file` (the final newline flag, if set, is appended); refuses another
+        model before decoding and verifies the check after."""
+        header, record = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id)
+        return self._decode_records([record])[0] + ("\n" if header.final_newline else "")
+
+    def encode_lines_file(self, lines: Sequence[str], final_newline: bool = False,
+                          progress: Callable[[int], None] | None = None) -> bytes:
+        """One file for many captions (one record per line, see :func:`compact.pack_lines`)."""
+        return self.encode_files([(list(lines), True, final_newline)], progress)[0]
+
+    def decode_lines_file(self, data: bytes, progress: Callable[[int], None] | None = None) -> tuple[list[str], bool]:
+        """Inverse of :meth:`encode_lines_file`: the lines and whether the original ended with a newline."""
+        header, records = compact.unpack_lines(data, fingerprint=self.fingerprint, codec=self.codec_id)
+        return self._decode_records(records, progress), header.final_newline
+
+    def encode_files(self, files: Sequence[tuple[Sequence[str], bool, bool]],
+                     progress: Callable[[int], None] | None = None) -> list[bytes]:
+        """Several caption files coded together: each ``(texts, lines, final_newline)`` (``lines`` False
+        means exactly one text) becomes one file; all texts go through one :meth:`compress_many` call."""
+        flat = [t for texts, _, _ in files for t in texts]
+        payloads = iter(self.compress_many(flat, progress))
+        out = []
+        for texts, lines, nl in files:
+            mine = [next(payloads) for _ in texts]
+            check = [t.encode("utf-8") for t in texts]
+            if lines:
+                out.append(compact.pack_lines(mine, codec=self.codec_id, fingerprint=self.fingerprint,
+                                              check_data=check, final_newline=nl))
+            else:
+                if len(texts) != 1:
+                    raise InvalidInputError("a single-caption file holds exactly one text")
+                out.append(compact.pack(mine[0], codec=self.codec_id, fingerprint=self.fingerprint,
+                                        check_data=check[0], final_newline=nl))
+        return out
+
+    def decode_files(self, blobs: Sequence[bytes], progress: Callable[[int], None] | None = None,
+                     ) -> list[str | SemzipError]:
+        """Several caption files (single or lines) decoded together: each file's full text (lines joined
+        with newlines, final newline restored), or the error that file raised."""
+        parsed: list[Any] = []
+        records: list[compact.CompactRecord] = []
+        for data in blobs:
+            try:
+                header = compact.read_header(data)
+                if header.lines:
+                    header, recs = compact.unpack_lines(data, fingerprint=self.fingerprint, codec=self.codec_id)
+                else:
+                    header, rec = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id)
+                    recs = [rec]
+                parsed.append((header, len(records), len(recs)))
+                records += recs
+            except SemzipError as exc:
+                parsed.append(exc)
+        texts = self._decode_records(records, progress, errors=True)
+        out: list[str | SemzipError] = []
+        for item in parsed:
+            if isinstance(item, SemzipError):
+                out.append(item)
+                continue
+            header, start, n = item
+            mine = texts[start:start + n]
+            bad = next((t for t in mine if isinstance(t, SemzipError)), None)
+            if bad is not None:
+                out.append(bad)
+            else:
+                out.append("\n".join(mine) + ("\n" if header.final_newline else ""))
+        return out
+
+    def _decode_records(self, records: Sequence[compact.CompactRecord],
+                        progress: Callable[[int], None] | None = None, errors: bool = False) -> list[Any]:
+        texts = self.decompress_many([r.payload for r in records], progress, errors=True)
+        out: list[Any] = []
+        for rec, text in zip(records, texts, strict=True):
+            if isinstance(text, EntropyDecodeError):
+                text = EntropyDecodeError(f"{text} (or the file is damaged)")
+            elif isinstance(text, str):
+                try:
+                    rec.verify(text.encode("utf-8"))
+                except CorruptedSectionError as exc:
+                    text = EntropyDecodeError(str(exc))
+            if isinstance(text, SemzipError) and not errors:
+                raise text
+            out.append(text)
+        return out
+
+
+class TextCoder(_CaptionFiles):
+    """Codec 1: the float language model (same-machine decoding only; kept to read codec-1 files).
+
+    ``compress(text) -> bytes``, ``decompress``; one caption at a time.
+    """
 
     codec_id = CODEC_ID
 
@@ -299,58 +410,252 @@ class TextCoder:
                 progress(1)
         return out
 
-    def decompress_many(
-        self, payloads: Sequence[bytes], progress: Callable[[int], None] | None = None
-    ) -> list[str]:
-        """:meth:`decompress` for each payload."""
-        out = []
+    def decompress_many(self, payloads: Sequence[bytes], progress: Callable[[int], None] | None = None,
+                        errors: bool = False) -> list[Any]:
+        """:meth:`decompress` for each payload (with ``errors``, a payload's SemzipError is returned in its
+        place instead of raised)."""
+        out: list[Any] = []
         for payload in payloads:
-            out.append(self.decompress(payload))
+            try:
+                out.append(self.decompress(payload))
+            except SemzipError as exc:
+                if not errors:
+                    raise
+                out.append(exc)
             if progress is not None:
                 progress(1)
         return out
 
-    # ------------------------------------------------------------------------------ whole files
 
-    def encode_file(self, text: str, final_newline: bool = False) -> bytes:
-        """A complete caption file: compact header, payload, 16-bit check (payload + 5 bytes).
+# ---------------------------------------------------------------------------------------------- codec 2
 
-        ``final_newline`` records a trailing newline outside the coded text (as text files end).
-        """
-        payload = self.compress(text)
-        return compact.pack(payload, codec=CODEC_ID, fingerprint=self.fingerprint,
-                            check_data=text.encode("utf-8"), final_newline=final_newline)
+INT_CODEC_ID = 2
+BATCH_SIZE = 64  # captions per forward pass
+BATCH_ROWS = 1024  # token rows per encoding pass (bounds the frequency tables held at once)
+PROMPT_V1_IDS_SMOLLM2 = (
+    20355, 2443, 36909, 28, 582, 567, 1761, 42, 198, 49, 2767, 12894, 335, 253, 10091, 6289, 1867, 288, 253, 2382,
+    4405, 30, 198, 10345, 701, 6139, 1187, 253, 10229, 2240, 7280, 418, 3163, 30, 198, 49, 6496, 282, 7341, 284,
+    5136, 335, 253, 2537, 3252, 30, 198, 49, 555, 13948, 253, 12094, 1896, 253, 4505, 282, 41239, 5989, 30, 198,
+    49, 1165, 9902, 351, 253, 23588, 28, 253, 14864, 284, 2537, 36563, 30, 198, 49, 1528, 282, 29198, 37938,
+    6479, 281, 253, 42661, 1955, 30, 198, 81, 4166, 6961, 354, 21946, 281, 260, 5249, 198, 2122, 314, 253,
+    2382, 1549, 8976, 418, 260, 2103, 282, 260, 3398, 30, 198,
+)
+"""PROMPT_V1 as SmolLM2 token ids, fixed here so that decoding never depends on a tokenizer library."""
 
-    def decode_file(self, data: bytes) -> str:
-        """Inverse of :meth:`encode_file` (the final newline flag, if set, is appended); refuses another
-        model before decoding and verifies the check after."""
-        header, record = compact.unpack(data, fingerprint=self.fingerprint, codec=CODEC_ID)
-        return self._decode_record(record) + ("\n" if header.final_newline else "")
 
-    def encode_lines_file(self, lines: Sequence[str], final_newline: bool = False,
-                          progress: Callable[[int], None] | None = None) -> bytes:
-        """One file for many captions (one record per line, see :func:`compact.pack_lines`)."""
-        payloads = self.compress_many(lines, progress)
-        return compact.pack_lines(payloads, codec=CODEC_ID, fingerprint=self.fingerprint,
-                                  check_data=[t.encode("utf-8") for t in lines], final_newline=final_newline)
+@dataclass
+class _Decoding:
+    """One payload being decoded by :meth:`IntTextCoder.decompress_many`."""
 
-    def decode_lines_file(self, data: bytes, progress: Callable[[int], None] | None = None) -> tuple[list[str], bool]:
-        """Inverse of :meth:`encode_lines_file`: the lines and whether the original ended with a newline."""
-        header, records = compact.unpack_lines(data, fingerprint=self.fingerprint, codec=CODEC_ID)
-        out = []
-        for rec in records:
-            out.append(self._decode_record(rec))
-            if progress is not None:
-                progress(1)
-        return out, header.final_newline
+    index: int
+    dec: Decoder
+    mode: int
+    term: int
+    budget: int
+    ids: list[int] = field(default_factory=list)
+    cost: int = 0
 
-    def _decode_record(self, record: compact.CompactRecord) -> str:
+
+class IntTextCoder(_CaptionFiles):
+    """Codec 2: the same coder as codec 1 (modes, prompt, terminators, shortest payloads, guards) driven by
+    the integer-exact model of :mod:`semzip.models.intlm`, so files decode on any machine; captions are
+    coded in batches, which cannot change a bit (tested)."""
+
+    codec_id = INT_CODEC_ID
+
+    def __init__(self, lm: Any, prompt: str = PROMPT_V1, batch_size: int = BATCH_SIZE) -> None:
+        self.lm = lm
+        self.prompt = prompt
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        table = lm.table
+        if prompt == PROMPT_V1 and lm.name == "smollm2-135m":
+            self.prompt_ids = list(PROMPT_V1_IDS_SMOLLM2)
+        else:
+            self.prompt_ids = lm.encode(prompt) or [lm.bos_id]
+        newline = table.byte_ids[10]
+        if newline is None:
+            raise InvalidInputError(f"the vocabulary of {lm.name} has no single newline token")
+        self.newline_id = int(newline)
+        self.eos_id = int(lm.eos_id)
+        self.byte_ids = table.byte_ids
+        self._byte_of = {t: b for b, t in enumerate(self.byte_ids) if t is not None and t != self.eos_id}
+        self.max_tokens = max(1, lm.max_positions - len(self.prompt_ids) - 1)
+        if prompt == PROMPT_V1:
+            self.fingerprint = lm.fingerprint
+        else:
+            h = hashlib.sha256(f"{lm.fingerprint}\x00{prompt}".encode())
+            self.fingerprint = h.hexdigest()[: len(lm.fingerprint)]
+        self._prefix: Any = None
+
+    @property
+    def prefix(self) -> Any:
+        """The model state after the prompt (computed once, cached with the model)."""
+        if self._prefix is None:
+            self._prefix = self.lm.prefix(self.prompt_ids)
+        return self._prefix
+
+    def symbols(self, text: str) -> tuple[int, list[int]]:
+        """The mode and the token ids coded for ``text`` (terminator excluded); see codec 1."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
         try:
-            text = self.decompress(record.payload)
-        except EntropyDecodeError as exc:
-            raise EntropyDecodeError(f"{exc} (or the file is damaged)") from None
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"text is not valid Unicode (lone surrogate?): {exc}") from None
+        ids = self.lm.encode(text)
+        mode = MODE_LINE if "\n" not in text else MODE_TEXT
+        term = self.newline_id if mode == MODE_LINE else self.eos_id
+        if term not in ids and self.lm.table.text_bytes(ids) == raw:
+            return mode, ids
+        byte_ids = [self.byte_ids[b] for b in raw]
+        if all(t is not None and t in self._byte_of for t in byte_ids):
+            return MODE_BYTES, [int(t) for t in byte_ids]  # type: ignore[arg-type]
+        return MODE_RAW, list(raw)
+
+    def compress(self, text: str) -> bytes:
+        """The coded payload of ``text`` (no header, no checksum)."""
+        return self.compress_many([text])[0]
+
+    def decompress(self, payload: bytes) -> str:
+        """The exact text coded in ``payload``; EntropyDecodeError if it cannot be decoded consistently."""
+        return self.decompress_many([payload])[0]
+
+    def compress_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[bytes]:
+        """Payloads of ``texts``; every text is checked before any model work, then the captions go through
+        the model in batches of similar length (``progress(1)`` after each caption)."""
+        items = []
+        for i, text in enumerate(texts):
+            mode, ids = self.symbols(text)
+            if mode != MODE_RAW and len(ids) > self.max_tokens:
+                raise InvalidInputError(
+                    f"text {i} is {len(ids)} tokens long; the caption coder takes at most {self.max_tokens} "
+                    f"(the context of {self.lm.name}): use a general-purpose compressor for long texts")
+            items.append((mode, ids))
+        out: list[bytes] = [b""] * len(items)
+        coded = []
+        for i, (mode, ids) in enumerate(items):
+            if mode == MODE_RAW:
+                enc = Encoder()
+                enc.encode_categorical([mode], _MODE_MODEL)
+                enc.encode_uniform([*ids, _RAW_END], _RAW_END + 1)
+                out[i] = _le_to_be(enc.to_bytes()).rstrip(b"\x00")
+                if progress is not None:
+                    progress(1)
+            else:
+                term = self.newline_id if mode == MODE_LINE else self.eos_id
+                coded.append((i, mode, [*ids, term]))
+        coded.sort(key=lambda c: len(c[2]))
+        start = 0
+        while start < len(coded):
+            end, rows = start, 0
+            while end < len(coded) and end - start < self.batch_size and (
+                    end == start or rows + len(coded[end][2]) <= BATCH_ROWS):
+                rows += len(coded[end][2])
+                end += 1
+            chunk = coded[start:end]
+            tables = self.lm.model.score(self.prefix, [seq for _, _, seq in chunk])
+            for (i, mode, seq), freqs in zip(chunk, tables, strict=True):
+                out[i] = self._payload(mode, seq, freqs)
+                if progress is not None:
+                    progress(1)
+            start = end
+        return out
+
+    @staticmethod
+    def _payload(mode: int, seq: Sequence[int], freqs: np.ndarray) -> bytes:
+        enc = Encoder()
+        enc.encode_categorical([mode], _MODE_MODEL)
+        models, cost = [], 0
+        for t, f in zip(seq, freqs, strict=True):
+            models.append(CategoricalModel(f, PRECISION))
+            enc.encode_categorical([t], models[-1])
+            cost += _cost(f[t])
+        payload = _shortest(_le_to_be(enc.to_bytes()), mode, seq, models)
+        while cost > _COST_SCALE * (8 * len(payload) + _SLACK_BITS):
+            payload += b"\x00"
+        return payload
+
+    def decompress_many(self, payloads: Sequence[bytes], progress: Callable[[int], None] | None = None,
+                        errors: bool = False) -> list[Any]:
+        """Texts of ``payloads``, decoded in batches (each sequence steps the model until its terminator).
+        With ``errors`` a payload that cannot be decoded gives its SemzipError in its place."""
+        out: list[Any] = [None] * len(payloads)
+        pending: list[_Decoding] = []
+        for i, payload in enumerate(payloads):
+            try:
+                if not isinstance(payload, (bytes, bytearray, memoryview)):
+                    raise InvalidInputError(f"payload must be bytes, got {type(payload).__name__}")
+                payload = bytes(payload)
+                dec = Decoder(_be_to_le(payload))
+                mode = int(dec.decode_categorical(_MODE_MODEL, 1)[0])
+                if mode == MODE_RAW:
+                    out[i] = TextCoder._decode_raw(dec, len(payload))
+                    if progress is not None:
+                        progress(1)
+                    continue
+                term = self.newline_id if mode == MODE_LINE else self.eos_id
+                pending.append(_Decoding(i, dec, mode, term, _COST_SCALE * (8 * len(payload) + _SLACK_BITS)))
+            except SemzipError as exc:
+                if not errors:
+                    raise
+                out[i] = exc
+                if progress is not None:
+                    progress(1)
+        for start in range(0, len(pending), self.batch_size):
+            for item, result in self._decode_batch(pending[start:start + self.batch_size]):
+                if isinstance(result, SemzipError) and not errors:
+                    raise result
+                out[item.index] = result
+                if progress is not None:
+                    progress(1)
+        return out
+
+    def _decode_batch(self, items: list[_Decoding]) -> Iterator[tuple[_Decoding, Any]]:
+        model, prefix = self.lm.model, self.prefix
+        live = list(items)
+        batch = model.new_batch(prefix, len(live), min(32, self.max_tokens))
+        freqs = np.broadcast_to(prefix.freqs, (len(live), prefix.freqs.size))
+        while live:
+            keep, rows, feed = [], [], []
+            for row, item in enumerate(live):
+                f = freqs[row]
+                try:
+                    t = int(item.dec.decode_categorical(CategoricalModel(f, PRECISION), 1)[0])
+                    item.cost += _cost(f[t])
+                    if item.cost > item.budget:
+                        raise EntropyDecodeError(
+                            "caption payload decodes to more information than it holds: it is corrupt or "
+                            "was encoded with a different model")
+                    if t == item.term:
+                        yield item, self._text(item)
+                        continue
+                    if len(item.ids) >= self.max_tokens or (item.mode == MODE_BYTES and t not in self._byte_of) \
+                            or self.lm.table.bytes[t] is None:
+                        raise EntropyDecodeError("caption payload does not decode to a valid text: it is corrupt")
+                except SemzipError as exc:
+                    yield item, exc
+                    continue
+                item.ids.append(t)
+                keep.append(item)
+                rows.append(row)
+                feed.append(t)
+            live = keep
+            if not live:
+                break
+            batch.select(rows)
+            batch.reserve(1)
+            freqs = model.step(batch, np.asarray(feed, dtype=np.int64))
+
+    def _text(self, item: _Decoding) -> Any:
+        if item.mode == MODE_BYTES:
+            raw = bytes(self._byte_of[t] for t in item.ids)
+        else:
+            raw = self.lm.table.text_bytes(item.ids)
+            if raw is None:
+                return EntropyDecodeError("caption payload does not decode to a valid text: it is corrupt")
         try:
-            record.verify(text.encode("utf-8"))
-        except CorruptedSectionError as exc:
-            raise EntropyDecodeError(str(exc)) from None
-        return text
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return EntropyDecodeError("caption payload decodes to invalid UTF-8: it is corrupt")

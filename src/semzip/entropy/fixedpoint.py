@@ -52,12 +52,23 @@ def _i64(x: Any) -> np.ndarray:
 
 def rshift_round(x: Any, s: Any) -> np.ndarray:
     """``round(x / 2**s)`` for int64 ``x``; ``s`` (scalar or broadcastable array) in ``[-62, 62]``;
-    ``s <= 0`` multiplies by ``2**-s`` (the caller keeps the result inside int64)."""
-    x, s = _i64(x), _i64(s)
+    ``s <= 0`` multiplies by ``2**-s`` (the caller keeps the result inside int64).
+
+    Right shifts are arithmetic (floor) shifts of two's-complement int64, as numpy performs them on every
+    platform it supports.
+    """
+    x = _i64(x)
+    if np.ndim(s) == 0:
+        k = min(int(s), 62)
+        if k > 0:
+            return (x + (1 << (k - 1))) >> k
+        return x << min(-k, 62) if k < 0 else x.copy()
+    s = _i64(s)
+    if s.min() >= 1 and s.max() <= 62:
+        return (x + np.left_shift(np.int64(1), s - 1)) >> s
     pos = np.clip(s, 0, 62)
     half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
-    out = np.floor_divide(x + half, np.left_shift(np.int64(1), pos))
-    return out * np.left_shift(np.int64(1), np.clip(-s, 0, 62))
+    return ((x + half) >> pos) << np.clip(-s, 0, 62)
 
 
 def div_round(a: Any, b: Any) -> np.ndarray:
@@ -68,7 +79,8 @@ def div_round(a: Any, b: Any) -> np.ndarray:
 
 def saturate(x: Any, bound: int) -> np.ndarray:
     """Clamp to ``[-bound, bound]``: the documented range of a fixed-point quantity."""
-    return np.clip(_i64(x), -bound, bound)
+    out = np.minimum(_i64(x), bound)
+    return np.maximum(out, -bound, out=out)
 
 
 def bit_length(x: Any) -> np.ndarray:

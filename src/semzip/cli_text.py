@@ -6,8 +6,10 @@
     semzip text decompress caption.txt.smzc          -> caption.txt
 
 A caption file is the compact layout of :mod:`semzip.format.compact` (payload + 5 bytes). A text file's
-single final newline is kept as a header flag rather than coded. Everything is encoded in memory first
-and each output is written atomically: an error leaves no output file behind, partial or not.
+single final newline is kept as a header flag rather than coded. Files are written with text codec 2 (the
+integer-exact model: they decode on any machine); codec-1 files (the float model, written before) still
+decode, where they decoded before. All captions of one call go through the model in batches. Everything is
+encoded in memory first and each output is written atomically: an error leaves no output file behind.
 """
 
 from __future__ import annotations
@@ -38,12 +40,35 @@ text_app = typer.Typer(
 )
 
 
-@functools.lru_cache(maxsize=2)
-def _coder(model: str):
-    from semzip.codecs.text import TextCoder
-    from semzip.models.language import load_language_model
+AUTO_TORCH_MIN = 32  # captions from which the torch int8 kernel pays for importing torch (same results)
 
-    return TextCoder(load_language_model(model))
+
+@functools.lru_cache(maxsize=4)
+def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1):
+    """The coder for ``codec`` (2: integer model, 1: float model, read-only use) on ``device``."""
+    if codec == 1:
+        from semzip.codecs.text import TextCoder
+        from semzip.models.language import load_language_model
+
+        return TextCoder(load_language_model(model))
+    from semzip.codecs.text import IntTextCoder
+    from semzip.models.intlm import load_int_language_model
+
+    return IntTextCoder(load_int_language_model(model, kernel=_kernel(device, work)))
+
+
+def _kernel(device: str, work: int) -> str:
+    """Which exact matrix-product kernel to use: results are identical, only speed differs."""
+    if device == "cuda":
+        return "cuda"
+    if device != "cpu":
+        raise InvalidInputError(f"--device must be cpu or cuda, got {device!r}")
+    if work >= AUTO_TORCH_MIN:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            return "torch"
+    return "numpy"
 
 
 def _read_text(path: Path) -> str:
@@ -100,6 +125,9 @@ ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="replace existing 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no summary line")]
 
 
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, or cuda (a GPU decodes to the same bytes)")]
+
+
 @text_app.command("compress")
 @_friendly
 def compress(
@@ -108,32 +136,26 @@ def compress(
     out_dir: OutDirOpt = None,
     lines: Annotated[bool, typer.Option("--lines", "-l", help="one caption per line: one record per line")] = False,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Compress UTF-8 caption files (each file one caption, or one per line with --lines)."""
     targets = _targets(files, out, out_dir, lambda f: f.name + SUFFIX, force)
     texts = [_split_final_newline(_read_text(f)) for f in files]
-    coder = _coder(model)
-    results: list[bytes] = []
+    jobs = [(t.split("\n") if lines else [t], lines, nl) for t, nl in texts]
+    n = sum(len(j[0]) for j in jobs)
+    coder = _coder(model, 2, device, n)
     total_in = sum(len(t.encode("utf-8")) + nl for t, nl in texts)
-    if lines:
-        split = [t.split("\n") for t, _ in texts]
-        with _progress(sum(map(len, split)), "compressing captions") as advance:
-            for (_, nl), items in zip(texts, split, strict=True):
-                results.append(coder.encode_lines_file(items, final_newline=nl, progress=advance))
-    else:
-        with _progress(len(texts), "compressing captions") as advance:
-            for text, nl in texts:
-                results.append(coder.encode_file(text, final_newline=nl))
-                advance(1)
+    with _progress(n, "compressing captions") as advance:
+        results = coder.encode_files(jobs, progress=advance)
     from semzip.format import atomic_write
 
     for target, data in zip(targets, results, strict=True):
         atomic_write(target, data)
     if not quiet:
         total_out = sum(map(len, results))
-        _err.print(f"{len(files)} file(s): {total_in} -> {total_out} bytes "
+        _err.print(f"{len(files)} file(s), {n} caption(s): {total_in} -> {total_out} bytes "
                    f"({8 * total_out / max(1, total_in):.2f} bits per input byte)", highlight=False)
 
 
@@ -144,6 +166,7 @@ def decompress(
     out: OutOpt = None,
     out_dir: OutDirOpt = None,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = "cpu",
     force: ForceOpt = False,
 ) -> None:
     """Decompress caption files (single captions and --lines files alike) to the exact original text."""
@@ -160,21 +183,21 @@ def decompress(
             header = read_header(data)
         except SemzipError as exc:
             raise type(exc)(f"{f}: {exc}") from None
+        if header.codec not in (1, 2):
+            raise InvalidInputError(f"{f}: caption codec {header.codec} is unknown to this semzip (upgrade it)")
         blobs.append((f, data, header))
-    coder = _coder(model)
-    results: list[bytes] = []
+    results: list[bytes | None] = [None] * len(blobs)
     total = sum(h.count or 1 for _, _, h in blobs)
     with _progress(total, "decompressing captions") as advance:
-        for f, data, header in blobs:
-            try:
-                if header.lines:
-                    items, nl = coder.decode_lines_file(data, progress=advance)
-                    text = "\n".join(items) + ("\n" if nl else "")
-                else:
-                    text = coder.decode_file(data)
-                    advance(1)
-            except SemzipError as exc:
-                raise type(exc)(f"{f}: {exc}") from None
-            results.append(text.encode("utf-8"))
+        for codec in (2, 1):
+            mine = [i for i, (_, _, h) in enumerate(blobs) if h.codec == codec]
+            if not mine:
+                continue
+            coder = _coder(model, codec, device, sum(blobs[i][2].count or 1 for i in mine))
+            texts = coder.decode_files([blobs[i][1] for i in mine], progress=advance)
+            for i, text in zip(mine, texts, strict=True):
+                if isinstance(text, SemzipError):
+                    raise type(text)(f"{blobs[i][0]}: {text}")
+                results[i] = text.encode("utf-8")
     for target, data in zip(targets, results, strict=True):
         atomic_write(target, data)

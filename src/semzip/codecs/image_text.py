@@ -14,9 +14,11 @@ Item payload (one block per item, so every image decodes alone):
                        since; older ones have none): CRC-16/CCITT over the language model's fingerprint
                        bytes and the caption's UTF-8, as in the compact caption files
 
-The header records the LIC and language models (name + fingerprint): decoding with others is refused. The
-caption check turns a language model that computes different floats here than where the archive was written
-(another torch build or CPU: the coder then desynchronises) into an error instead of a wrong caption.
+The header records the LIC and language models (name + fingerprint): decoding with others is refused.
+``caption_codec: 2`` (all archives written now): captions are coded by the integer-exact model
+(:class:`semzip.codecs.text.IntTextCoder`) and decode on any machine; all captions of an archive are
+encoded and decoded in batches. Archives without the field hold codec-1 captions (the float model): there
+the caption check turns a machine that computes different floats into an error instead of a wrong caption.
 """
 
 from __future__ import annotations
@@ -100,25 +102,24 @@ class ImageTextCodec:
         if len(images) != len(captions):
             raise InvalidInputError(f"{len(images)} images but {len(captions)} captions")
         blocks, pixels = [], 0
-        for img, cap in zip(images, captions):
+        payloads = self.text.compress_many(list(captions))  # all captions in batches, checked before LIC work
+        for img, cap, payload in zip(images, captions, payloads, strict=True):
             streams, shape = self.lic.compress(img, scale=self.scale)
             shape_bytes = dataclasses.replace(shape, model=None).to_bytes()
-            blocks.append((1, pack_item(shape_bytes, streams, self.text.compress(cap) + self._check(cap))))
+            blocks.append((1, pack_item(shape_bytes, streams, payload + self._check(cap))))
             pixels += img.shape[0] * img.shape[1]
             if progress is not None:
                 progress(1)
-        header = Header(
-            codec=self.name,
-            params={
-                "scale": self.scale,
-                "pixels_per_item": pixels // max(len(images), 1),
-                "caption_prompt": self._prompt_tag(),
-                "caption_check": CAPTION_CHECK,
-                "refiner": refiner_params or {"spec": "identity"},
-            },
-            models=self._models(),
-            writer=f"semzip {__version__}",
-        )
+        params = {
+            "scale": self.scale,
+            "pixels_per_item": pixels // max(len(images), 1),
+            "caption_prompt": self._prompt_tag(),
+            "caption_check": CAPTION_CHECK,
+            "refiner": refiner_params or {"spec": "identity"},
+        }
+        if self.text.codec_id != 1:  # archives without the field hold codec-1 captions
+            params["caption_codec"] = self.text.codec_id
+        header = Header(codec=self.name, params=params, models=self._models(), writer=f"semzip {__version__}")
         return Encoded(header, {}, blocks, names)
 
     def _check(self, caption: str) -> bytes:
@@ -126,19 +127,23 @@ class ImageTextCodec:
 
         return _crc16(fingerprint_bytes(self.text.lm.fingerprint), caption.encode("utf-8")).to_bytes(2, "big")
 
-    def _decode_caption(self, field: bytes, checked: bool, item: int) -> str:
-        if not checked:
-            return self.text.decompress(field)
-        if len(field) < 2:
-            raise CorruptedSectionError(f"item {item}: the caption field is too short for its check")
-        text = self.text.decompress(field[:-2])
-        if self._check(text) != field[-2:]:
-            raise EntropyDecodeError(
-                f"item {item}: the caption decoded inconsistently (check failed): the item is damaged, or the "
-                "language model computes different numbers here than where the archive was written (another "
-                "torch build or CPU type)"
-            )
-        return text
+    def _decode_captions(self, fields: Sequence[bytes], checked: bool, numbers: Sequence[int]) -> list[str]:
+        """All caption fields decoded in one batched call, each verified against its check."""
+        if checked:
+            for field, item in zip(fields, numbers, strict=True):
+                if len(field) < 2:
+                    raise CorruptedSectionError(f"item {item}: the caption field is too short for its check")
+        payloads = [f[:-2] if checked else f for f in fields]
+        texts = self.text.decompress_many(payloads, errors=True)
+        for field, text, item in zip(fields, texts, numbers, strict=True):
+            if isinstance(text, Exception):
+                raise type(text)(f"item {item}: {text}")
+            if checked and self._check(text) != field[-2:]:
+                raise EntropyDecodeError(
+                    f"item {item}: the caption decoded inconsistently (check failed): the item is damaged"
+                    + ("" if self.text.codec_id != 1 else ", or the float language model computes different "
+                       "numbers here than where the archive was written (another torch build or CPU type)"))
+        return texts
 
     def _prompt_tag(self) -> str:
         from semzip.models.fingerprint import fingerprint_text
@@ -158,16 +163,22 @@ class ImageTextCodec:
 
         self.check_models(container.header)
         _check_one_item_per_block(container)
-        numbers = range(container.header.n_items) if items is None else items
+        if caption_codec(container.header) != self.text.codec_id:
+            raise ModelMismatchError(
+                f"the archive's captions use text codec {caption_codec(container.header)}, this coder is codec "
+                f"{self.text.codec_id}")
+        numbers = list(range(container.header.n_items) if items is None else items)
         checked = _caption_checked(container.header)
-        out = []
+        parts = []
         for i in numbers:
             blk, _ = container.locate(i)
-            shape_bytes, streams, caption = unpack_item(container.block(blk))
-            shape = LICShape.from_bytes(shape_bytes)
+            parts.append(unpack_item(container.block(blk)))
+        captions = self._decode_captions([p[2] for p in parts], checked, numbers)
+        out = []
+        for (shape_bytes, streams, caption), text in zip(parts, captions, strict=True):
             out.append(ItemStreams(
-                image=self.lic.decompress(streams, shape),
-                caption=self._decode_caption(caption, checked, i),
+                image=self.lic.decompress(streams, LICShape.from_bytes(shape_bytes)),
+                caption=text,
                 image_bytes=len(shape_bytes) + sum(len(s) for s in streams),
                 caption_bytes=len(caption) - (2 if checked else 0),
             ))
@@ -175,6 +186,15 @@ class ImageTextCodec:
 
 
 CAPTION_CHECK = "crc16"
+CAPTION_CODECS = (1, 2)
+
+
+def caption_codec(header: Header) -> int:
+    """The text codec of an archive's captions: ``caption_codec`` in the header, 1 (float model) if absent."""
+    value = header.params.get("caption_codec", 1)
+    if isinstance(value, bool) or value not in CAPTION_CODECS:
+        raise CorruptedSectionError(f"unknown caption codec {value!r} (written by a newer semzip?)")
+    return int(value)
 
 
 def _caption_checked(header: Header) -> bool:

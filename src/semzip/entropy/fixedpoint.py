@@ -32,6 +32,7 @@ __all__ = [
     "div_round",
     "exp2_frac_table",
     "exp2_neg",
+    "exp_gap_table",
     "f16_to_q24",
     "f32_to_fraction",
     "isqrt",
@@ -64,8 +65,8 @@ def rshift_round(x: Any, s: Any) -> np.ndarray:
             return (x + (1 << (k - 1))) >> k
         return x << min(-k, 62) if k < 0 else x.copy()
     s = _i64(s)
-    if s.min() >= 1 and s.max() <= 62:
-        return (x + np.left_shift(np.int64(1), s - 1)) >> s
+    if s.size and s.min() >= 0 and s.max() <= 62:
+        return (x + (np.left_shift(np.int64(1), s) >> 1)) >> s
     pos = np.clip(s, 0, 62)
     half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
     return ((x + half) >> pos) << np.clip(-s, 0, 62)
@@ -139,6 +140,20 @@ def exp2_neg(a: Any, frac_bits: int, out_bits: int) -> np.ndarray:
     table = exp2_frac_table(frac_bits, out_bits)
     whole = np.minimum(a >> frac_bits, 62)
     return rshift_round(table[a & ((1 << frac_bits) - 1)], whole)
+
+
+@functools.lru_cache(maxsize=8)
+def exp_gap_table(unit_bits: int, out_bits: int) -> np.ndarray:
+    """``T[j] = exp2_neg(round(j * LOG2E_Q32 / 2**(20 + unit_bits)), 12, out_bits)``: ``e**(-j / 2**unit_bits)``
+    in Q.out_bits for a gap ``j`` in units of ``2**-unit_bits`` (nats), up to and including its first 0.
+    Look it up as ``T[min(j, len(T) - 1)]``: one gather instead of the exp2 steps."""
+    if not (0 <= unit_bits <= 16 and 1 <= out_bits <= 40):
+        raise ValueError("exp_gap_table: unit_bits in [0, 16], out_bits in [1, 40]")
+    j = np.arange((out_bits + 2) << unit_bits, dtype=np.int64)
+    vals = exp2_neg(rshift_round(j * LOG2E_Q32, 20 + unit_bits), 12, out_bits)
+    table = vals[: int(np.argmax(vals == 0)) + 1].copy()
+    table.flags.writeable = False
+    return table
 
 
 def f16_to_q24(bits: Any) -> np.ndarray:

@@ -301,16 +301,19 @@ class ImageTextEvalCodec(Codec):
         codec = _image_text_codec(self.lic, self.language, point.params["scale"])
         refiner = load_refiner(self.refiner)
         decoded, sizes = [], []
+        new = sorted({it.caption for it in dataset.items} - set(self._captions))
+        if new:  # every caption once, in batches
+            payloads = codec.text.compress_many(new)
+            for text, payload, back in zip(new, payloads, codec.text.decompress_many(payloads), strict=True):
+                self._captions[text] = (payload, back)
         for i, (it, img) in enumerate(zip(dataset.items, images)):
-            if it.caption not in self._captions:
-                payload = codec.text.compress(it.caption)
-                self._captions[it.caption] = (payload, codec.text.decompress(payload))
             payload, caption = self._captions[it.caption]
             if caption != it.caption:
                 raise InvalidInputError(f"caption of {it.name} did not round-trip")
             streams, shape = codec.lic.compress(img, scale=codec.scale)
             item = pack_item(replace(shape, model=None).to_bytes(), streams, payload)
-            header = Header(codec="image-text", params={"scale": codec.scale}, models=codec._models())
+            header = Header(codec="image-text", params={"scale": codec.scale, "caption_codec": codec.text.codec_id},
+                            models=codec._models())
             sizes.append(len(pack(header, {}, [(1, item)])))  # one archive per image: its true size
             shape_b, streams_b, _ = unpack_item(item)
             lic_img = codec.lic.decompress(streams_b, LICShape.from_bytes(shape_b))

@@ -16,6 +16,7 @@ from semzip.entropy.fixedpoint import (
     bit_length,
     div_round,
     exp2_neg,
+    exp_gap_table,
     isqrt,
     rshift_round,
     saturate,
@@ -39,20 +40,19 @@ NORM_BOUND = 16  # |RMSNorm weight| < 16
 F_QKV = 15  # q, k, v (after RoPE too)
 QKV_BOUND = (1 << 21) - 1  # |real| < 64
 F_ROPE = 16  # cos/sin table
-SCORE_SHIFT = 16  # q.k (Q30) -> Q14 before the softmax
+ATT_SCORE_SHIFT = 21  # q.k (Q30) / 8 -> units of 2**-12 nats
+ATT_GAP_BITS = 12
 F_MLP = 16  # gate, up, silu(gate) * up, o and down projections, logits
 MLP_BOUND = (1 << 26) - 1  # |real| < 1024 for gate/up
-ACT_BOUND = (1 << 40) - 1
 EXP_FRAC = 12  # base-2 exponent arguments carry 12 fractional bits
 ATT_P_BITS = 18  # attention weights: the largest is 2**18
-ATT_DMAX = 1 << 22  # score gap beyond which a weight is 0 anyway (~45 in log2 units)
 SIG_BITS = 30  # sigmoid in Q30
-LOGIT_DMAX = 1 << 24  # logit gap (Q16) beyond which exp2 is 0 anyway
 FREQ_EXP_BITS = 30
 A_BITS = 14  # GEMM inputs: |x| <= 2**14, sent as two int8 digits (base 256)
 A_MAX = 1 << A_BITS
 _KCHUNK = 1024  # float32 sums of int8 products stay exact (< 2**24) for up to 1024 terms
 _SCRATCH_ROWS = 512
+ROW_BLOCK = 128  # rows per block of the per-row work (speed only: results do not depend on it)
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,9 @@ class IntLMConfig:
                 self.context]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in ints):
             raise ModelMismatchError(f"integer language model config has a non-positive size: {self}")
-        if self.hidden > 4096 or self.ffn > 16384 or self.head_dim > 256 or self.head_dim % 2:
+        if self.hidden > 4096 or self.ffn > 4096 or self.head_dim > 256 or self.head_dim % 2:
             raise ModelMismatchError("model too large for the integer coder's exact bounds "
-                                     "(hidden <= 4096, ffn <= 16384, even head_dim <= 256)")
+                                     "(hidden <= 4096, ffn <= 4096, even head_dim <= 256)")
         if self.n_heads * self.head_dim != self.hidden or self.n_heads % self.n_kv_heads:
             raise ModelMismatchError(f"inconsistent attention shape in {self}")
         if self.context > 8192 or self.vocab > 1 << 22:
@@ -242,7 +242,8 @@ class TorchKernel:
             xt = torch.cat([xt, xt.new_zeros((17 - m2, xt.shape[1]))])
         out = torch._int_mm(xt, wt.t())[:m2]
         m = m2 // 2
-        acc = out[:m].to(torch.int64) * 256 + out[m:]
+        acc = out[:m].to(torch.int64)
+        acc.mul_(256).add_(out[m:])
         return acc.cpu().numpy()
 
 
@@ -278,30 +279,61 @@ def _digits(x: np.ndarray) -> np.ndarray:
     return out
 
 
+LOGIT_GAP_BITS = 12  # logit gaps are looked up in units of 2**-12 (Q16 logits shifted right by 4)
+
+
 def freqs_from_logits(logits: np.ndarray, precision: int = 24) -> np.ndarray:
     """Integer frequencies (each >= 1, rows summing to ``2**precision``) from Q16 integer logits.
 
-    ``d = min(max - l, 2**24)``; ``a = round(d * LOG2E_Q32 / 2**36)`` (the gap in log2 units, Q12);
-    ``e = exp2_neg(a)`` in Q30 (the top token gets exactly ``2**30``); ``S = sum(e)``,
+    ``j = floor((max - l) / 2**4)`` (the gap in units of 2**-12); ``e = T[min(j, len(T) - 1)]`` with
+    ``T = exp_gap_table(12, 30)`` (the top token gets exactly ``2**30``); ``S = sum(e)``,
     ``inv = floor(k * 2**38 / S)`` with ``k = 2**P - V``; ``f = floor(e * inv / 2**38) + 1`` (so
     ``sum(f) <= 2**P``); the units left over go to the first token with the largest ``f``.
+
+    Computed sparsely when most gaps reach the table's end (``e = 0``, so ``f = 1`` exactly): only the
+    other tokens go through the table; the result is the same integers as :func:`freqs_from_logits_dense`.
     """
     lg = np.asarray(logits, dtype=np.int64)
     squeeze = lg.ndim == 1
     lg = np.atleast_2d(lg)
-    v = lg.shape[-1]
+    m, v = lg.shape
+    table = exp_gap_table(LOGIT_GAP_BITS, FREQ_EXP_BITS)
     d = lg.max(axis=-1, keepdims=True) - lg
-    np.minimum(d, LOGIT_DMAX, out=d)
-    d *= LOG2E_Q32
-    e = exp2_neg(rshift_round(d, 32 + F_MLP - EXP_FRAC), EXP_FRAC, FREQ_EXP_BITS)
+    near = d < (len(table) - 1) << (F_MLP - LOGIT_GAP_BITS)
+    if np.count_nonzero(near) * 4 > near.size:  # flat rows: the dense form is faster (same integers)
+        out = freqs_from_logits_dense(lg, precision)
+        return out[0] if squeeze else out
+    rows, cols = np.nonzero(near)  # row-major: each row's candidates in column order
+    e = table[d[rows, cols] >> (F_MLP - LOGIT_GAP_BITS)]
+    starts = np.searchsorted(rows, np.arange(m))  # every row has its top token (d = 0) as a candidate
     k = (1 << precision) - v
-    inv = (k << 38) // e.sum(axis=-1, keepdims=True)
+    inv = (k << 38) // np.add.reduceat(e, starts)
+    fv = ((e * inv[rows]) >> 38) + 1
+    f = np.ones((m, v), dtype=np.int64)
+    f[rows, cols] = fv
+    top = np.maximum.reduceat(fv, starts)
+    hit = np.flatnonzero(fv == top[rows])
+    first = hit[np.searchsorted(rows[hit], np.arange(m))]  # the first column with the largest f per row
+    counts = np.diff(np.append(starts, rows.size))
+    f[np.arange(m), cols[first]] += (1 << precision) - (v - counts) - np.add.reduceat(fv, starts)
+    return f[0] if squeeze else f
+
+
+def freqs_from_logits_dense(logits: np.ndarray, precision: int = 24) -> np.ndarray:
+    """:func:`freqs_from_logits` computed over every token (the reference the sparse form is tested against)."""
+    lg = np.atleast_2d(np.asarray(logits, dtype=np.int64))
+    v = lg.shape[-1]
+    table = exp_gap_table(LOGIT_GAP_BITS, FREQ_EXP_BITS)
+    d = lg.max(axis=-1, keepdims=True) - lg
+    d >>= F_MLP - LOGIT_GAP_BITS
+    np.minimum(d, len(table) - 1, out=d)
+    e = table[d]
+    inv = (((1 << precision) - v) << 38) // e.sum(axis=-1, keepdims=True)
     e *= inv
     e >>= 38
     e += 1
-    rows = np.arange(lg.shape[0])
-    e[rows, np.argmax(e, axis=-1)] += (1 << precision) - e.sum(axis=-1)
-    return e[0] if squeeze else e
+    e[np.arange(lg.shape[0]), np.argmax(e, axis=-1)] += (1 << precision) - e.sum(axis=-1)
+    return e
 
 
 SIG_FRAC = 8  # sigmoid table step 2**-8
@@ -482,37 +514,53 @@ class IntLlama:
         return saturate(out, QKV_BOUND)
 
     def silu_mul(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``silu(g) * u`` for Q16 ``g``, ``u``: sigmoid by linear interpolation in :func:`sigmoid_table`
-        (``i = floor(g / 2**8)`` clamped to the table, ``f = g mod 2**8``,
-        ``sig = T[i] + round((T[i+1] - T[i]) * f / 2**8)``), ``silu = round(g * sig / 2**30)``,
-        result ``round(silu * u / 2**16)``."""
+        """``silu(g) * u`` for Q16 ``g``, ``u`` (|g|, |u| < 2**26): sigmoid by linear interpolation in
+        :func:`sigmoid_table`: ``c = clip(g, -2**21, 2**21 - 1)``, ``i = floor(c / 2**8) + 2**13``,
+        ``f = c mod 2**8``, ``sig = T[i] + round((T[i+1] - T[i]) * f / 2**8)``; ``silu = round(g * sig / 2**30)``;
+        result ``round(silu * u / 2**16)`` (< 2**36)."""
         table = sigmoid_table()
-        lo = -(SIG_RANGE << SIG_FRAC)
-        idx = np.clip((g >> (F_MLP - SIG_FRAC)) - lo, 0, table.size - 2)
-        frac = np.where((g >> (F_MLP - SIG_FRAC)) - lo == idx, g & ((1 << (F_MLP - SIG_FRAC)) - 1), 0)
-        t0 = table[idx]
-        sig = t0 + rshift_round((table[idx + 1] - t0) * frac, F_MLP - SIG_FRAC)
-        silu = rshift_round(g * sig, SIG_BITS)
-        return saturate(rshift_round(silu * u, F_MLP), ACT_BOUND)
+        c = np.clip(g, -(SIG_RANGE << F_MLP), (SIG_RANGE << F_MLP) - 1)
+        idx = c >> (F_MLP - SIG_FRAC)
+        idx += SIG_RANGE << SIG_FRAC
+        c &= (1 << (F_MLP - SIG_FRAC)) - 1
+        sig = table[idx]
+        step = table[idx + 1]
+        step -= sig
+        step *= c
+        step += 1 << (F_MLP - SIG_FRAC - 1)
+        step >>= F_MLP - SIG_FRAC
+        sig += step
+        sig *= g
+        sig += 1 << (SIG_BITS - 1)
+        sig >>= SIG_BITS
+        sig *= u
+        sig += 1 << (F_MLP - 1)
+        sig >>= F_MLP
+        return sig
 
     def attention(self, q: np.ndarray, k_parts: list[np.ndarray], v_parts: list[np.ndarray],
                   masks: list[np.ndarray | None]) -> np.ndarray:
         """Softmax attention in integers. ``q``: (G, R, Tq, D) Q15 with G key/value heads and R query heads
         per group flattened into rows; each ``k_parts[i]`` (G or broadcast, S_i, D) with its mask (Tq, S_i)
-        of allowed positions or None. Exact float64 products: |q|,|k|,|v| < 2**21, weights <= 2**18, at
-        most 2**13 positions, so every sum stays below 2**53."""
+        of allowed positions or None. Scores ``s = round(q.k / 2**21)`` (units of 2**-12 nats: Q30 dot
+        products over sqrt(64) = 8); weights ``p = T[min(top - s, len(T) - 1)]`` with
+        ``T = exp_gap_table(12, 18)`` (masked positions get 0); output ``round(sum(p v) / sum(p))``.
+        Products are exact in float64: |q|,|k|,|v| < 2**21, p <= 2**18, at most 2**13 positions, so every
+        sum stays below 2**53."""
+        table = exp_gap_table(ATT_GAP_BITS, ATT_P_BITS)
+        last = len(table) - 1
         qf = q.astype(np.float64)
         scores = []
         for kp, mask in zip(k_parts, masks, strict=True):
-            s = rshift_round((qf @ np.swapaxes(kp, -1, -2).astype(np.float64)).astype(np.int64), SCORE_SHIFT)
+            s = rshift_round((qf @ np.swapaxes(kp, -1, -2).astype(np.float64)).astype(np.int64), ATT_SCORE_SHIFT)
             scores.append(s if mask is None else np.where(mask, s, np.iinfo(np.int64).min // 4))
         top = np.max([s.max(axis=-1) for s in scores], axis=0)[..., None]
         out = None
         den = None
         for s, vp in zip(scores, v_parts, strict=True):
-            d = np.minimum(top - s, ATT_DMAX)
-            a = rshift_round(d * LOG2E_Q32, 32 + (2 * F_QKV - SCORE_SHIFT) + 3 - EXP_FRAC)  # / sqrt(64) = 2**-3
-            p = exp2_neg(a, EXP_FRAC, ATT_P_BITS)
+            d = top - s
+            np.minimum(d, last, out=d)
+            p = table[d]
             part = (p.astype(np.float64) @ vp.astype(np.float64)).astype(np.int64)
             out = part if out is None else out + part
             psum = p.sum(axis=-1, keepdims=True)
@@ -578,13 +626,15 @@ class IntLlama:
             masks.append(own_mask)
             o = self.attention(qg, k_parts, v_parts, masks)  # (B, G, R*T, D)
             o = o.reshape(b, g, r, t, d).transpose(0, 3, 1, 2, 4).reshape(b * t, c.hidden)
-            x, s = quantize_rows(o, F_QKV)
-            h = saturate(h + self.linear(layer["attn_output"], x, s, F_MLP), H_BOUND)
-            x, s = quantize_rows(self.rmsnorm(h, layer["ffn_norm"]), F_Z)
-            gate = saturate(self.linear(layer["ffn_gate"], x, s, F_MLP), MLP_BOUND)
-            up = saturate(self.linear(layer["ffn_up"], x, s, F_MLP), MLP_BOUND)
-            x, s = quantize_rows(self.silu_mul(gate, up), F_MLP)
-            h = saturate(h + self.linear(layer["ffn_down"], x, s, F_MLP), H_BOUND)
+            for r0 in range(0, b * t, ROW_BLOCK):  # rows are independent: blocks keep arrays in cache
+                hb = h[r0:r0 + ROW_BLOCK]
+                x, s = quantize_rows(o[r0:r0 + ROW_BLOCK], F_QKV)
+                hb = saturate(hb + self.linear(layer["attn_output"], x, s, F_MLP), H_BOUND)
+                x, s = quantize_rows(self.rmsnorm(hb, layer["ffn_norm"]), F_Z)
+                gate = saturate(self.linear(layer["ffn_gate"], x, s, F_MLP), MLP_BOUND)
+                up = saturate(self.linear(layer["ffn_up"], x, s, F_MLP), MLP_BOUND)
+                x, s = quantize_rows(self.silu_mul(gate, up), F_MLP)  # |silu * up| < 2**36
+                h[r0:r0 + ROW_BLOCK] = saturate(hb + self.linear(layer["ffn_down"], x, s, F_MLP), H_BOUND)
         if batch is not None:
             batch.done += t
         sel = np.arange(b * t) if rows is None else np.asarray(rows, dtype=np.int64)

@@ -280,14 +280,14 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
 # ----------------------------------------------------------------------------------------------- image-text
 
 
-def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str = "numpy"):
+def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str | None = None):
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
 
     return ImageTextCodec(load_lic(lic), caption_coder(language, caption_codec, kernel), scale=scale)
 
 
-def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str = "numpy"):
+def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str | None = None):
     """The caption coder for text ``codec`` 2 (integer model; ``kernel`` numpy, torch or cuda: same bytes) or
     1 (the float model of older files)."""
     if codec == 1:

@@ -59,6 +59,10 @@ def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1):
 
 def _kernel(device: str, work: int) -> str:
     """Which exact matrix-product kernel to use: results are identical, only speed differs."""
+    import os
+
+    if os.environ.get("SEMZIP_LM_KERNEL"):
+        return os.environ["SEMZIP_LM_KERNEL"]
     if device == "cuda":
         return "cuda"
     if device != "cpu":

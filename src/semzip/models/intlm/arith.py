@@ -683,7 +683,8 @@ class IntLlama:
         t = n - 1
         grid = np.zeros((len(seqs), t), dtype=np.int64)
         for i, s in enumerate(seqs):
-            grid[i, : len(s) - 1] = s[:-1]
+            if len(s) > 1:
+                grid[i, : len(s) - 1] = s[:-1]
         batch = self.new_batch(prefix, len(seqs), t)
         rows = np.concatenate([i * t + np.arange(max(len(s) - 1, 0)) for i, s in enumerate(seqs)]).astype(np.int64)
         f, _, _ = self.forward(grid, prefix.length, prefix, batch, rows=rows)

@@ -112,6 +112,9 @@ def convert_gguf(path: str) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[st
     arch = field("general.architecture")
     if arch != "llama":
         raise ModelMismatchError(f"GGUF architecture {arch!r} is not supported by the integer coder (llama only)")
+    scaling = reader.fields.get("llama.rope.scaling.type")
+    if scaling is not None and field("llama.rope.scaling.type") not in ("none", ""):
+        raise ModelMismatchError(f"GGUF file {path} uses RoPE scaling; the integer coder supports plain RoPE only")
     n_heads = int(field("llama.attention.head_count"))
     hidden = int(field("llama.embedding_length"))
     tensors = {t.name: t for t in reader.tensors}
@@ -179,7 +182,7 @@ def convert_safetensors(folder: str) -> tuple[IntLMConfig, dict[str, np.ndarray]
         n_layers=int(hf["num_hidden_layers"]), hidden=hidden, n_heads=n_heads, n_kv_heads=n_kv,
         head_dim=int(hf.get("head_dim") or hidden // n_heads), ffn=int(hf["intermediate_size"]),
         vocab=int(hf["vocab_size"]), context=min(int(hf.get("max_position_embeddings", 2048)), 8192),
-        rope_base=_f32_scalar(float(hf.get("rope_theta", 10000.0))),
+        rope_base=_f32_scalar(_hf_rope_theta(hf, folder)),
         rms_eps=_f32_scalar(float(hf.get("rms_norm_eps", 1e-5))),
     )
     cfg.validate()
@@ -216,6 +219,16 @@ def convert_safetensors(folder: str) -> tuple[IntLMConfig, dict[str, np.ndarray]
     elif not hf.get("tie_word_embeddings", True) and "output.w" not in arrays:
         raise ModelMismatchError(f"{folder}: untied model without lm_head weights")
     return cfg, arrays
+
+
+def _hf_rope_theta(hf: dict[str, Any], folder: str) -> float:
+    """RoPE base from config.json (``rope_theta``, or transformers 5's ``rope_parameters``); only plain RoPE."""
+    params = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    kind = params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
+    if kind not in (None, "default"):
+        raise ModelMismatchError(f"{folder}: RoPE type {kind!r} is not supported by the integer coder (plain RoPE)")
+    theta = hf.get("rope_theta") or (params.get("rope_theta") if isinstance(params, dict) else None) or 10000.0
+    return float(theta)
 
 
 def _float_bits(arr: np.ndarray, key: str) -> np.ndarray:

@@ -5,6 +5,7 @@ check every file's sha256, so a damaged cache is rebuilt, never used."""
 from __future__ import annotations
 
 import contextlib
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -173,7 +174,7 @@ class IntLanguageModel:
                 n = self.config.n_layers
                 pre = Prefix(key, [data[f"k{i}"].astype(np.int32) for i in range(n)],
                              [data[f"v{i}"].astype(np.int32) for i in range(n)], data["freqs"].astype(np.int64))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: recompute it
             pre = None
         if pre is None:
             pre = self.model.prefix(key)
@@ -233,14 +234,21 @@ def _hf_tokenizer_info(folder: Any) -> tuple[list[str], list[int], str, int, int
 
 
 def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = None,
-                            cache_dir: Any = None, kernel: str = "numpy", allow_download: bool = False,
+                            cache_dir: Any = None, kernel: str | None = None, allow_download: bool = False,
                             verify: bool = True) -> IntLanguageModel:
     """The integer-exact model for ``spec`` (registry name, ``.gguf`` file, local Llama folder, or a hub
     name already in the cache). The first load converts the weights (a few seconds) into
-    ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder."""
+    ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder.
+
+    ``kernel``: the exact matrix-product kernel, ``numpy`` (default, no torch import), ``torch`` (int8
+    ``_int_mm``, faster for batches) or ``cuda``; ``$SEMZIP_LM_KERNEL`` sets the default. All give the same
+    integers.
+    """
     import os
     import time
     from pathlib import Path
+
+    kernel = kernel or os.environ.get("SEMZIP_LM_KERNEL") or "numpy"
 
     from semzip.errors import MissingModelError
     from semzip.models import language as L

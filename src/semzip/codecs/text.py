@@ -1,9 +1,16 @@
 """Caption coding with a causal language model: LM next-token probabilities drive a range coder.
 
-Algorithm (codec id 1; every constant below is part of it, see docs/text-coding.md):
+Two codecs share the algorithm below (docs/text-coding.md): codec 2 (:class:`IntTextCoder`, the default)
+takes its integer frequency tables from the integer-exact model of :mod:`semzip.models.intlm`, so its files
+decode on any machine, and codes captions in batches (which cannot change a bit); codec 1
+(:class:`TextCoder`) takes them from a float model in a deterministic mode (step 3), so its files decode
+only where the float model computes the writer's numbers, and is kept to read them.
+
+Algorithm (every constant below is part of it):
 
 1. Mode. The text is tokenized with the model's tokenizer (no special tokens added). If
-   ``decode(tokens) == text`` exactly and no token is the terminator, the tokens are coded (mode 0 when
+   ``decode(tokens) == text`` exactly (codec 2: the decoder's own byte table spells the text) and no token is
+   the terminator, the tokens are coded (mode 0 when
    the text has no newline, terminated by the newline token; mode 1 otherwise, terminated by the
    tokenizer's EOS token). Otherwise the UTF-8 bytes are coded as the tokenizer's 256 byte-level tokens
    (mode 2, EOS-terminated). Bytes that have no token (SmolLM2's GGUF vocabulary lacks a few control
@@ -13,7 +20,8 @@ Algorithm (codec id 1; every constant below is part of it, see docs/text-coding.
 2. Context. The model reads a fixed few-shot prompt (:data:`PROMPT_V1`: an instruction and eight
    hand-written captions, one per line) once; its KV cache is reused for every caption. Then one forward
    pass per token, in the same order on both sides.
-3. Integer frequencies (the documented deterministic step, :func:`logits_to_freqs`): float32 logits ->
+3. Integer frequencies. Codec 2: the integer model's tables (:func:`semzip.models.intlm.freqs_from_logits`).
+   Codec 1 (the documented deterministic step after the float model, :func:`logits_to_freqs`): float32 logits ->
    float64, minus their max, ``exp``, divided by the sum: ``p``; ``f = floor(p * (2**24 - V)) + 1``
    (every token >= 1); the ``2**24 - sum(f)`` units left over go to the first most probable token. The
    table is coded exactly by constriction through :class:`semzip.entropy.CategoricalModel` (precision 24).
@@ -82,12 +90,9 @@ def _cost(freq: int, precision: int = PRECISION) -> int:
 
 def _byte_tokens(tokenizer: Any) -> list[int | None]:
     """Token id of each byte value (None where the vocabulary has none), byte-level BPE or ``<0xNN>``."""
-    table = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    chars, extra = {b: chr(b) for b in table}, 0
-    for b in range(256):
-        if b not in chars:
-            chars[b] = chr(256 + extra)
-            extra += 1
+    from semzip.models.intlm.convert import byte_level_chars
+
+    chars = dict(enumerate(byte_level_chars()))
     vocab = tokenizer.get_vocab()
     best: list[int | None] = [None] * 256
     for spell in (lambda b: chars[b], lambda b: f"<0x{b:02X}>"):
@@ -95,6 +100,19 @@ def _byte_tokens(tokenizer: Any) -> list[int | None]:
         if sum(i is not None for i in ids) > sum(i is not None for i in best):
             best = [None if i is None else int(i) for i in ids]
     return best
+
+
+def _set_coder_tables(coder: Any, lm: Any, byte_ids: list[int | None], prompt: str) -> None:
+    """Byte tokens, the context left after the prompt, and the coder's identity (the model's fingerprint, and
+    the prompt when it is not the codec's own): shared by both codecs."""
+    coder.byte_ids = byte_ids
+    coder._byte_of = {t: b for b, t in enumerate(byte_ids) if t is not None and t != coder.eos_id}
+    coder.max_tokens = max(1, lm.max_positions - len(coder.prompt_ids) - 1)
+    if prompt == PROMPT_V1:
+        coder.fingerprint = lm.fingerprint
+    else:
+        h = hashlib.sha256(f"{lm.fingerprint}\x00{prompt}".encode())
+        coder.fingerprint = h.hexdigest()[: len(lm.fingerprint)]
 
 
 def _le_to_be(le: bytes) -> bytes:
@@ -145,10 +163,40 @@ def _shortest(be: bytes, mode: int, seq: Sequence[int], models: Sequence[Categor
 
 
 class _CaptionFiles:
-    """The ``.smzc`` layouts (:mod:`semzip.format.compact`) on top of ``compress_many``/``decompress_many``."""
+    """What both codecs share: the choice of mode (step 1 of the algorithm) and the ``.smzc`` layouts
+    (:mod:`semzip.format.compact`) on top of ``compress_many``/``decompress_many``."""
 
     codec_id: int
     fingerprint: str
+    newline_id: int
+    eos_id: int
+    byte_ids: list[int | None]
+    _byte_of: dict[int, int]
+
+    def _encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _spells(self, ids: list[int], text: str, raw: bytes) -> bool:
+        raise NotImplementedError
+
+    def symbols(self, text: str) -> tuple[int, list[int]]:
+        """The mode and the token ids coded for ``text`` (terminator excluded): the text's tokens when they
+        spell it exactly, else its bytes as byte tokens, else raw bytes."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"text is not valid Unicode (lone surrogate?): {exc}") from None
+        ids = self._encode(text)
+        mode = MODE_LINE if "\n" not in text else MODE_TEXT
+        term = self.newline_id if mode == MODE_LINE else self.eos_id
+        if term not in ids and self._spells(ids, text, raw):
+            return mode, ids
+        byte_ids = [self.byte_ids[b] for b in raw]
+        if all(t is not None and t in self._byte_of for t in byte_ids):
+            return MODE_BYTES, [int(t) for t in byte_ids]  # type: ignore[arg-type]
+        return MODE_RAW, list(raw)
 
     def compress_many(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[bytes]:
         raise NotImplementedError
@@ -275,15 +323,7 @@ class TextCoder(_CaptionFiles):
         self.newline_id = nl[0]
         eos = tok.eos_token_id
         self.eos_id = int(eos) if eos is not None else self.newline_id
-        self.byte_ids = _byte_tokens(tok)
-        self._byte_of = {t: b for b, t in enumerate(self.byte_ids) if t is not None and t != self.eos_id}
-        self.max_tokens = max(1, lm.max_positions - len(self.prompt_ids) - 1)
-        # The coder's identity: the model, and the prompt when it is not the codec's own.
-        if prompt == PROMPT_V1:
-            self.fingerprint = lm.fingerprint
-        else:
-            h = hashlib.sha256(f"{lm.fingerprint}\x00{prompt}".encode())
-            self.fingerprint = h.hexdigest()[: len(lm.fingerprint)]
+        _set_coder_tables(self, lm, _byte_tokens(tok), prompt)
 
     # ------------------------------------------------------------------------------ tokenization
 
@@ -297,23 +337,8 @@ class TextCoder(_CaptionFiles):
             return self._tok.decode(list(ids), skip_special_tokens=False)
         return self._hf_tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def symbols(self, text: str) -> tuple[int, list[int]]:
-        """The mode and the token ids that :meth:`compress` codes for ``text`` (terminator excluded)."""
-        if not isinstance(text, str):
-            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-        try:
-            raw = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(f"text is not valid Unicode (lone surrogate?): {exc}") from None
-        ids = self._encode(text)
-        mode = MODE_LINE if "\n" not in text else MODE_TEXT
-        term = self.newline_id if mode == MODE_LINE else self.eos_id
-        if term not in ids and self._decode(ids) == text:
-            return mode, ids
-        byte_ids = [self.byte_ids[b] for b in raw]
-        if all(t is not None and t in self._byte_of for t in byte_ids):
-            return MODE_BYTES, [int(t) for t in byte_ids]  # type: ignore[arg-type]
-        return MODE_RAW, list(raw)
+    def _spells(self, ids: list[int], text: str, raw: bytes) -> bool:
+        return self._decode(ids) == text
 
     # ------------------------------------------------------------------------------ coding
 
@@ -479,14 +504,7 @@ class IntTextCoder(_CaptionFiles):
             raise InvalidInputError(f"the vocabulary of {lm.name} has no single newline token")
         self.newline_id = int(newline)
         self.eos_id = int(lm.eos_id)
-        self.byte_ids = table.byte_ids
-        self._byte_of = {t: b for b, t in enumerate(self.byte_ids) if t is not None and t != self.eos_id}
-        self.max_tokens = max(1, lm.max_positions - len(self.prompt_ids) - 1)
-        if prompt == PROMPT_V1:
-            self.fingerprint = lm.fingerprint
-        else:
-            h = hashlib.sha256(f"{lm.fingerprint}\x00{prompt}".encode())
-            self.fingerprint = h.hexdigest()[: len(lm.fingerprint)]
+        _set_coder_tables(self, lm, table.byte_ids, prompt)
         self._prefix: Any = None
 
     @property
@@ -496,23 +514,11 @@ class IntTextCoder(_CaptionFiles):
             self._prefix = self.lm.prefix(self.prompt_ids)
         return self._prefix
 
-    def symbols(self, text: str) -> tuple[int, list[int]]:
-        """The mode and the token ids coded for ``text`` (terminator excluded); see codec 1."""
-        if not isinstance(text, str):
-            raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-        try:
-            raw = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(f"text is not valid Unicode (lone surrogate?): {exc}") from None
-        ids = self.lm.encode(text)
-        mode = MODE_LINE if "\n" not in text else MODE_TEXT
-        term = self.newline_id if mode == MODE_LINE else self.eos_id
-        if term not in ids and self.lm.table.text_bytes(ids) == raw:
-            return mode, ids
-        byte_ids = [self.byte_ids[b] for b in raw]
-        if all(t is not None and t in self._byte_of for t in byte_ids):
-            return MODE_BYTES, [int(t) for t in byte_ids]  # type: ignore[arg-type]
-        return MODE_RAW, list(raw)
+    def _encode(self, text: str) -> list[int]:
+        return self.lm.encode(text)
+
+    def _spells(self, ids: list[int], text: str, raw: bytes) -> bool:
+        return self.lm.table.text_bytes(ids) == raw  # the decoder's own table, not a tokenizer library
 
     def compress(self, text: str) -> bytes:
         """The coded payload of ``text`` (no header, no checksum)."""

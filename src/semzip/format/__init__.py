@@ -14,6 +14,7 @@ from semzip.format.container import (
     NamesPacker,
     SectionInfo,
     SectionType,
+    atomic_folder,
     atomic_write,
     default_limits,
     pack,
@@ -22,5 +23,5 @@ from semzip.format.container import (
 
 __all__ = [
     "DEFAULT_LIMITS", "FORMAT_MAJOR", "FORMAT_MINOR", "LIMITS_ENV", "MAGIC", "BlockInfo", "Container", "Header",
-    "Limits", "ModelRef", "NamesPacker", "SectionInfo", "SectionType", "atomic_write", "default_limits", "pack", "write",
+    "Limits", "ModelRef", "NamesPacker", "SectionInfo", "SectionType", "atomic_folder", "atomic_write", "default_limits", "pack", "write",
 ]

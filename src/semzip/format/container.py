@@ -13,8 +13,10 @@ after reading only the header, the index and its own block. Only numpy-free stdl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -281,6 +283,26 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> int:
             os.unlink(tmp)
         raise
     return len(data)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; when the block succeeds its files are fsynced and it is
+    renamed to ``path`` (if another process created ``path`` first, theirs is kept). Always cleaned up."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        with contextlib.suppress(OSError):  # another process filled the cache first: keep theirs
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write(path: str | os.PathLike, header: Header, blobs=None, blocks=(), names=None) -> int:

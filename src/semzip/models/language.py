@@ -310,21 +310,12 @@ def _save_dequantized(model: Any, tokenizer: Any, target: Path, meta: dict[str, 
     with _quiet_transformers():
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(model.state_dict(), strict=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        from semzip.format import atomic_folder
+
+        with atomic_folder(target) as tmp:
             plain.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
             (tmp / "semzip.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process filled the cache first: keep theirs
-                pass
-        finally:
-            if tmp.exists():
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _gguf_model(
@@ -356,6 +347,20 @@ def _gguf_model(
     except OSError as exc:  # an unwritable cache must not stop coding
         logging.getLogger(__name__).warning("could not cache the dequantized model in %s: %s", cached, exc)
     return model, tokenizer, fingerprint, False
+
+
+def hub_snapshot(spec: str, allow_download: bool = False) -> Path:
+    """The local folder of a Hugging Face hub model (from the cache; downloaded only if ``allow_download``)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=not allow_download))
+    except Exception as exc:
+        hint = "" if allow_download else " (downloads are off: pass allow_download=True to fetch it)"
+        raise MissingModelError(
+            f"unknown language model {spec!r}: not a registry name ({', '.join(LANGUAGE_MODELS)}), a local "
+            f"path, or a cached hub model{hint}"
+        ) from exc
 
 
 def load_language_model(
@@ -403,16 +408,7 @@ def load_language_model(
         elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
             raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
         else:
-            try:
-                from huggingface_hub import snapshot_download
-
-                local = Path(snapshot_download(spec_str, local_files_only=not allow_download))
-            except Exception as exc:
-                hint = "" if allow_download else " (downloads are off: pass allow_download=True to fetch it)"
-                raise MissingModelError(
-                    f"unknown language model {spec_str!r}: not a registry name "
-                    f"({', '.join(LANGUAGE_MODELS)}), a local path, or a cached hub model{hint}"
-                ) from exc
+            local = hub_snapshot(spec_str, allow_download)
             return load_language_model(local, gguf_file, False, cache_dir, threads, deterministic)
     lm = LanguageModel(
         model, tokenizer, name, fingerprint, source, threads=threads, deterministic=deterministic

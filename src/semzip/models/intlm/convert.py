@@ -246,7 +246,7 @@ def _float_bits(arr: np.ndarray, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------------------------- tokens
 
 
-def _byte_chars() -> list[str]:
+def byte_level_chars() -> list[str]:
     """GPT-2's byte-level alphabet: the character that stands for each byte value in token strings."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
     chars, extra = {b: chr(b) for b in keep}, 0
@@ -266,7 +266,7 @@ class TokenTable:
     """
 
     def __init__(self, tokens: Sequence[str], control: Sequence[int]) -> None:
-        inverse = {c: b for b, c in enumerate(_byte_chars())}
+        inverse = {c: b for b, c in enumerate(byte_level_chars())}
         self.size = len(tokens)
         self.control = frozenset(int(i) for i in control)
         self.bytes: list[bytes | None] = []

@@ -37,15 +37,10 @@ def save_converted(folder: Any, config: IntLMConfig, arrays: dict[str, np.ndarra
     """Write a converted model folder: one flat int8 file, small integer arrays, tokenizer, metadata
     (with sha256 of each file, checked on load). Written to a temporary folder, renamed into place."""
     import json
-    import os
-    import shutil
-    import tempfile
-    from pathlib import Path
 
-    target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    from semzip.format import atomic_folder
+
+    with atomic_folder(folder) as tmp:
         names = sorted(k[:-2] for k in arrays if k.endswith(".w"))
         offsets, pos = {}, 0
         for n in names:
@@ -66,16 +61,6 @@ def save_converted(folder: Any, config: IntLMConfig, arrays: dict[str, np.ndarra
             "sha256": {f: _digest(tmp / f) for f in (_WEIGHTS, _SCALES, _TOKENIZER)},
         }
         (tmp / _META).write_text(json.dumps(meta))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process filled the cache first: keep theirs
-            pass
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_converted(folder: Any, verify: bool = True) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[str, Any]]:
@@ -294,14 +279,7 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
         elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
             raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
         else:
-            try:
-                from huggingface_hub import snapshot_download
-
-                local = Path(snapshot_download(spec_str, local_files_only=not allow_download))
-            except Exception as exc:
-                raise MissingModelError(
-                    f"unknown language model {spec_str!r}: not a registry name ({', '.join(L.LANGUAGE_MODELS)}), "
-                    "a local path, or a model in the Hugging Face cache") from exc
+            local = L.hub_snapshot(spec_str, allow_download)
             return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify)
     if gguf_path is not None:
         if not gguf_path.is_file():

@@ -32,7 +32,8 @@ text_app = typer.Typer(
     name="text",
     help=(
         "Lossless caption coding with a small language model: a COCO caption costs ~13 bytes per file, header included "
-        f"(files end in {SUFFIX}). Decoding needs the same model."
+        f"(files end in {SUFFIX}). The model runs in exact integer arithmetic, so files decode to the same text on any "
+        "machine (CPU, GPU, any thread count). Decoding needs the same model; files made before (codec 1) still decode."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -124,7 +125,8 @@ def _decoded_name(path: Path) -> str:
 FilesArg = Annotated[list[Path], typer.Argument(help="input files", show_default=False)]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="output file (one input only)")]
 OutDirOpt = Annotated[Path | None, typer.Option("--out-dir", "-d", help="folder for the outputs")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="language model: registry name or local path")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="language model: registry name, a llama .gguf file or a transformers Llama folder")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="replace existing output files")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no summary line")]
 

@@ -252,11 +252,20 @@ def make_kernel(kind: str = "numpy") -> Any:
     """``numpy`` (default; BLAS, no torch import), ``torch`` (CPU ``_int_mm``) or ``cuda``."""
     if kind == "numpy":
         return NumpyKernel()
-    if kind in ("torch", "cpu"):
-        return TorchKernel("cpu")
-    if kind == "cuda":
-        return TorchKernel("cuda")
-    raise InvalidInputError(f"unknown integer kernel {kind!r}: numpy, torch or cuda")
+    if kind not in ("torch", "cpu", "cuda"):
+        raise InvalidInputError(f"unknown integer kernel {kind!r}: numpy, torch or cuda")
+    try:
+        import torch
+    except ImportError:
+        from semzip.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"the {kind} kernel needs torch: pip install 'semzip[torch]' "
+                                     "(or use the numpy kernel: the same results)") from None
+    if not hasattr(torch, "_int_mm"):
+        raise InvalidInputError(f"torch {torch.__version__} has no _int_mm: use the numpy kernel")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("no CUDA device is available here (torch.cuda.is_available() is False)")
+    return TorchKernel("cuda" if kind == "cuda" else "cpu")
 
 
 # --------------------------------------------------------------------------------------------- arithmetic

@@ -443,13 +443,14 @@ def decode_digest(path: PathLike, language: str | None = None) -> dict:
     h = c.header
     if h.codec == "image-text":
         from semzip.codecs.image_text import _caption_checked, caption_codec, unpack_item
-        from semzip.models.lic import LICShape, load_lic
+        from semzip.models.lic import LICShape
 
-        lic = load_lic(h.params.get("lic_spec", "tiny"))
-        coder = caption_coder(language or h.params.get("language_spec", "smollm2-135m"), caption_codec(h))
+        codec = _image_text_codec(h.params.get("lic_spec", "tiny"), language or h.params.get("language_spec",
+                                  "smollm2-135m"), float(h.params["scale"]), caption_codec(h))
+        codec.check_models(h)
+        lic = codec.lic
         items = [unpack_item(c.block(c.locate(i)[0])) for i in range(h.n_items)]
-        checked = _caption_checked(h)
-        texts = coder.decompress_many([f[:-2] if checked else f for _, _, f in items])
+        texts = codec._decode_captions([f for _, _, f in items], _caption_checked(h), list(range(h.n_items)))
         lic_digests = []
         for shape_bytes, streams, _ in items:
             if not hasattr(lic, "decode_integers"):

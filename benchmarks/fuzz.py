@@ -260,9 +260,16 @@ class _StubText:
 
         self.lm = SimpleNamespace(name="stub-lm", fingerprint=FINGERPRINT)
         self.prompt = "stub prompt"
+        self.codec_id = 2
 
     def decompress(self, payload: bytes) -> str:
         return payload.decode("utf-8", "replace")
+
+    def compress_many(self, texts, progress=None) -> list[bytes]:
+        return [t.encode("utf-8") for t in texts]
+
+    def decompress_many(self, payloads, progress=None, errors: bool = False) -> list[str]:
+        return [self.decompress(p) for p in payloads]
 
 
 def _image_text_codec():

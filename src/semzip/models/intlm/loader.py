@@ -5,6 +5,7 @@ check every file's sha256, so a damaged cache is rebuilt, never used."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import zipfile
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,29 @@ from semzip.models.intlm.arith import ARITH_VERSION, IntLlama, IntLMConfig, Pref
 from semzip.models.intlm.convert import TokenTable, build_tokenizer, convert_gguf, convert_safetensors
 
 CACHE_FORMAT = 1
+
+
+@functools.lru_cache(maxsize=4)
+def code_digest(*modules: str) -> str:
+    """sha256 (16 hex) of the named modules' files: cached results are tied to the code that computed them,
+    so an edited arithmetic never meets a stale cache (a new version only recomputes once)."""
+    import hashlib
+    import importlib.util
+
+    h = hashlib.sha256(ARITH_VERSION.to_bytes(4, "big"))
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        try:
+            with open(origin, "rb") as fh:  # type: ignore[arg-type]
+                h.update(fh.read())
+        except (OSError, TypeError):
+            h.update(name.encode())  # no file to read (a frozen install): the version alone decides
+    return h.hexdigest()[:16]
+
+
+CONVERT_CODE = ("semzip.entropy.fixedpoint", "semzip.models.intlm.convert")
+ARITH_CODE = ("semzip.entropy.fixedpoint", "semzip.models.intlm.arith")
 _META = "semzip-int.json"
 _WEIGHTS = "int8.npy"
 _SCALES = "scales.npz"
@@ -56,7 +80,8 @@ def save_converted(folder: Any, config: IntLMConfig, arrays: dict[str, np.ndarra
         np.savez(tmp / _SCALES, **small)
         (tmp / _TOKENIZER).write_text(tokenizer_json)
         meta = {
-            "format": CACHE_FORMAT, "arith": ARITH_VERSION, "config": config.to_dict(), "offsets": offsets,
+            "format": CACHE_FORMAT, "arith": ARITH_VERSION, "code": code_digest(*CONVERT_CODE),
+            "config": config.to_dict(), "offsets": offsets,
             "tokens": list(tokens), "control": sorted(int(c) for c in control), **info,
             "sha256": {f: _digest(tmp / f) for f in (_WEIGHTS, _SCALES, _TOKENIZER)},
         }
@@ -71,7 +96,8 @@ def load_converted(folder: Any, verify: bool = True) -> tuple[IntLMConfig, dict[
     root = Path(folder)
     try:
         meta = json.loads((root / _META).read_text())
-        if meta.get("format") != CACHE_FORMAT or meta.get("arith") != ARITH_VERSION:
+        if meta.get("format") != CACHE_FORMAT or meta.get("arith") != ARITH_VERSION \
+                or meta.get("code") != code_digest(*CONVERT_CODE):
             raise ModelMismatchError(f"{root} was written by another semzip version")
         if verify:
             for f, want in meta["sha256"].items():
@@ -152,7 +178,7 @@ class IntLanguageModel:
         key = tuple(int(i) for i in ids)
         if key in self._prefixes:
             return self._prefixes[key]
-        tag = hashlib.sha256(np.asarray(key, dtype="<i8").tobytes()).hexdigest()[:16]
+        tag = hashlib.sha256(np.asarray(key, dtype="<i8").tobytes() + code_digest(*ARITH_CODE).encode()).hexdigest()[:16]
         path = self.folder / f"prefix-{tag}.npz"
         pre = None
         try:
@@ -296,6 +322,10 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
         if meta.get("fingerprint") != fingerprint:
             raise ModelMismatchError("stale conversion")
     except ModelMismatchError:
+        if folder.exists():  # stale (another semzip, other code) or damaged: replaced by a new conversion
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
         if gguf_path is not None:
             config, arrays, tok = convert_gguf(str(gguf_path))
             control, tokenizer_json = _gguf_tokenizer_info(tok)

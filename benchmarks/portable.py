@@ -140,11 +140,13 @@ class Recorder:
         self.text._cost = self.orig
 
 
-def rate(captions: list[str]) -> dict:
+def rate(captions: list[str], coders: tuple[int, ...] = (2, 1), keep: dict | None = None) -> dict:
     from semzip.api import caption_coder
 
-    out = {}
+    out = dict(keep or {})
     for name, codec, kernel in (("integer (codec 2)", 2, "torch"), ("float (codec 1)", 1, None)):
+        if codec not in coders:
+            continue
         coder = caption_coder(codec=codec, kernel=kernel)
         rec = Recorder()
         try:
@@ -292,6 +294,8 @@ def main() -> None:
     ap.add_argument("--float", type=int, default=32, help="captions for the float row")
     ap.add_argument("--only", choices=["matrix", "speed", "rate"], action="append",
                     help="run only these parts (repeatable); the others are kept from portable.json")
+    ap.add_argument("--rate-codecs", type=int, nargs="+", default=[2, 1],
+                    help="text codecs the rate part measures (the others' rows are kept from portable.json)")
     args = ap.parse_args()
     parts = args.only or ["matrix", "speed", "rate"]
     caps = [c for c in DATA.read_text(encoding="utf-8").split("\n") if c]
@@ -312,7 +316,7 @@ def main() -> None:
         res["cli"] = fresh_cli(test[0])
     if "rate" in parts:
         print("rate", flush=True)
-        res["rate"] = rate(test[: args.rate])
+        res["rate"] = rate(test[: args.rate], tuple(args.rate_codecs), res.get("rate"))
         res["n_rate"] = args.rate
     path.write_text(json.dumps(res, indent=1) + "\n")
     if all(k in res for k in ("matrix", "speed", "rate", "cli")):

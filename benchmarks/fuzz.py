@@ -393,11 +393,12 @@ def _image_text_seeds() -> list[bytes]:
     codec = _image_text_codec()
     rng = np.random.default_rng(2)
     imgs = [(rng.random((24, 40, 3)) * 255).astype(np.uint8), np.full((16, 16, 3), 200, np.uint8)]
-    caps = [b"a red car", b""]
+    caps = ["a red car", ""]
     blocks = []
     for img, cap in zip(imgs, caps):
         streams, shp = codec.lic.compress(img)
-        blocks.append((1, pack_item(dataclasses.replace(shp, model=None).to_bytes(), streams, cap)))
+        field = cap.encode("utf-8") + codec._check(cap)  # the stub's payload is the text; then its CRC-16
+        blocks.append((1, pack_item(dataclasses.replace(shp, model=None).to_bytes(), streams, field)))
     header = codec.compress([], []).header  # the real header fields (models, prompt tag, refiner)
     two = pack(header, {}, blocks, ["a.png", "b.png"])
     header = codec.compress([], []).header

@@ -23,7 +23,7 @@ import pytest
 from semzip.codecs.embeddings import ScalarQuantCodec
 from semzip.format import FORMAT_MAJOR, FORMAT_MINOR, Container, pack
 
-GOLDEN_SHA256 = "b07f03e3845475f50a12aa6a93ce2e68704ce3f428f924193efe2d70fdeab72c"
+GOLDEN_SHA256 = "782cc66e08200ce6766217be99869e2ec13b4e4cde166b6117995ba0c4607423"  # format 1.1 (1.0: b07f03e3...)
 GOLDEN_DIR = Path(__file__).parent / "data" / "golden"
 VERSION = f"v{FORMAT_MAJOR}.{FORMAT_MINOR}"
 

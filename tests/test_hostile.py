@@ -97,10 +97,16 @@ def test_block_declaring_billions_of_items_refused():
     x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
     enc = ScalarQuantCodec().compress(x)
     index = encode_uvarint(1) + encode_uvarint(2**32) + encode_uvarint(4) + zlib.crc32(b"abcd").to_bytes(4, "little")
-    meta = {"codec": "sq", "params": enc.header.params, "n_items": 2**32}
-    data = _container(meta, [(SectionType.BLOB, "model", enc.blobs["model"]), (SectionType.INDEX, "index", index),
-                             (SectionType.ITEMS, "items", b"abcd")])
-    c = Container.from_bytes(data)
+    body = [(SectionType.BLOB, "model", enc.blobs["model"]), (SectionType.INDEX, "index", index),
+            (SectionType.ITEMS, "items", b"abcd")]
+    # blocks larger than the header's block_size are refused by the schema, before any decoding
+    c = Container.from_bytes(_container({"codec": "sq", "params": enc.header.params, "n_items": 2**32}, body))
+    with _peak() as pk, pytest.raises(CorruptedSectionError, match="declares 4294967296 items"):
+        ScalarQuantCodec.from_header(c.header).decompress(c)
+    assert pk.peak < PEAK
+    # a header whose block_size allows it: the max_values limit refuses the decode before allocating
+    params = {**enc.header.params, "block_size": 2**32}
+    c = Container.from_bytes(_container({"codec": "sq", "params": params, "n_items": 2**32}, body))
     with _peak() as pk, pytest.raises(ResourceLimitError):
         ScalarQuantCodec.from_header(c.header).decompress(c)
     assert pk.peak < PEAK
@@ -175,11 +181,14 @@ def test_long_item_names_are_refused_when_writing():
     from semzip.errors import InvalidInputError
     from semzip.format import NamesPacker
 
-    with pytest.raises(InvalidInputError, match="longer than 4096"):
-        pack(Header("sq"), blocks=[(1, b"a")], names=["x" * 4097])
-    with pytest.raises(InvalidInputError, match="longer than 4096"):
-        NamesPacker().add(["\u00e9" * 2049])
-    assert Container.from_bytes(pack(Header("sq"), blocks=[(1, b"a")], names=["\u00e9" * 2048])).names[0] == "\u00e9" * 2048
+    longest = "/".join(["\u00e9" * 127] * 16)  # 4079 bytes in parts of 254
+    with pytest.raises(InvalidInputError, match="at most 4096 bytes"):
+        pack(Header("sq"), blocks=[(1, b"a")], names=[longest + "/xxxxxxxxxxxxxxxxx"])
+    with pytest.raises(InvalidInputError, match="at most 4096 bytes"):
+        NamesPacker().add([longest + "/\u00e9" * 9])
+    with pytest.raises(InvalidInputError, match="at most 255 bytes"):
+        NamesPacker().add(["\u00e9" * 128])
+    assert Container.from_bytes(pack(Header("sq"), blocks=[(1, b"a")], names=[longest])).names[0] == longest
 
 
 def test_default_names_of_billions_of_items_are_not_listed():

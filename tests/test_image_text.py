@@ -110,15 +110,15 @@ def test_decoding_settings_are_recorded_in_the_header(folder, tmp_path):
     assert rec["refiner"] == "identity" and rec.get("seed", 11) == 11
 
 
-def _repack(src, dst, edit_block, params_update):
-    from semzip.format import write
+def _repack(src, dst, edit_block, params_update, version=None):
+    from semzip.format import atomic_write, pack
 
     with Container.open(src) as c:
         header = c.header
         header.params = {**header.params, **params_update}
         header.params = {k: v for k, v in header.params.items() if v is not None}
         blocks = [(b.n_items, edit_block(payload)) for b, payload in c.iter_blocks()]
-        write(dst, header, c.blobs(), blocks, c.names)
+        atomic_write(dst, pack(header, c.blobs(), blocks, c.names, version=version))
 
 
 def test_caption_check_turns_a_desynchronised_caption_into_an_error(archive, folder):
@@ -138,12 +138,43 @@ def test_caption_check_turns_a_desynchronised_caption_into_an_error(archive, fol
     assert not (folder / "bad_out" / "captions.txt").exists()
 
 
-def test_archives_without_caption_check_still_decode(archive, folder):
-    legacy = folder / "legacy.smz"
-    _repack(archive, legacy, lambda b: b[:-2], {"caption_check": None})
-    files = decompress_image_text(legacy, folder / "legacy_out")
-    lines = dict(ln.split("\t") for ln in (folder / "legacy_out" / "captions.txt").read_text().splitlines())
-    assert lines["beach_0000.png"] == CAPTIONS[0] and len(files) == 3
+def test_format_10_archives_without_caption_check_still_decode(folder, tmp_path):
+    """Format 1.0 archives written before the caption check (codec-1 captions, no check bytes) decode as
+    before; from format 1.1 the header must state both, and a codec-2 header always stated its check."""
+    from semzip.api import caption_coder
+    from semzip.codecs.image_text import ImageTextCodec
+    from semzip.format import atomic_write, pack
+    from semzip.models.lic import load_lic
+
+    codec = ImageTextCodec(load_lic("tiny"), caption_coder("smollm2-135m", 1), scale=0.5)
+    images = [np.full((16, 24, 3), v, np.uint8) for v in (40, 200)]
+    enc = codec.compress(images, CAPTIONS[:2], names=["a.png", "b.png"])
+    enc.header.params.update(lic_spec="tiny", language_spec="smollm2-135m")
+    v1 = tmp_path / "v1.smz"
+    atomic_write(v1, pack(enc.header, enc.blobs, enc.blocks, enc.names))
+    legacy = tmp_path / "legacy.smz"  # what a writer of that time wrote: no check bytes, neither field, 1.0
+    _repack(v1, legacy, lambda b: b[:-2], {"caption_check": None, "caption_codec": None}, version=(1, 0))
+    decompress_image_text(legacy, tmp_path / "legacy_out")
+    lines = dict(ln.split("\t") for ln in (tmp_path / "legacy_out" / "captions.txt").read_text().splitlines())
+    assert lines == {"a.png": CAPTIONS[0], "b.png": CAPTIONS[1]}
+    # the same edit of a 1.1 archive is refused before decoding: the fields are required there
+    for drop in ({"caption_check": None}, {"caption_codec": None}):
+        bad = tmp_path / "bad.smz"
+        _repack(v1, bad, lambda b: b[:-2], drop)
+        with pytest.raises(CorruptedSectionError, match="is missing"):
+            decompress_image_text(bad, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_codec_2_archive_without_its_caption_check_is_refused(archive, folder):
+    # before the schema, the two check bytes decoded as extra caption text and verify --deep said ok
+    for version in ((1, 0), (1, 1)):
+        bad = folder / f"nocheck{version[1]}.smz"
+        _repack(archive, bad, lambda b: b, {"caption_check": None}, version=version)
+        with pytest.raises(CorruptedSectionError, match="caption_check is missing"):
+            decompress_image_text(bad, folder / "nocheck_out")
+        r = runner.invoke(app, ["verify", str(bad), "--deep"])
+        assert r.exit_code == 1 and "caption_check is missing" in r.output
 
 
 def test_verify_deep_decodes_images_and_captions(archive):

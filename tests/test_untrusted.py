@@ -126,7 +126,9 @@ def test_image_text_archive_with_other_models_is_refused_before_decoding():
             raise AssertionError("decoded with the wrong model")
 
     codec = ImageTextCodec(_Lic(), _Text())
-    header = Header("image-text", {"caption_prompt": codec._prompt_tag()},
+    params = {"caption_prompt": codec._prompt_tag(), "scale": 0.5, "pixels_per_item": 64, "caption_check": "crc16",
+              "caption_codec": 2, "refiner": {"spec": "identity"}}  # a valid header: only the LIC differs
+    header = Header("image-text", params,
                     [ModelRef("lic", "tiny", "f" * 16), ModelRef("language", "smol", "2" * 16)], n_items=1)
     with pytest.raises(SemzipError, match="lic"):
         codec.check_models(header)

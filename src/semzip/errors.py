@@ -50,3 +50,32 @@ class ResourceLimitError(SemzipError):
 
 class MissingDependencyError(SemzipError):
     """An optional package (torch, diffusers, ...) needed for this operation is not installed."""
+
+
+_OS_REASONS = {
+    "EROFS": "the file system is read-only",
+    "ENOSPC": "no space left on the device",
+    "EDQUOT": "the disk quota is exceeded",
+    "ENAMETOOLONG": "the name is too long (file systems allow 255 bytes per name, 4096 per path)",
+    "EACCES": "permission denied",
+    "EPERM": "operation not permitted",
+    "ENOENT": "no such file or folder",
+    "ENOTDIR": "a part of the path is not a folder",
+    "EISDIR": "it is a folder",
+    "EEXIST": "it already exists",
+    "EFBIG": "the file is too large for this file system",
+    "EIO": "input/output error (a failing disk or a lost network mount?)",
+    "EMFILE": "too many open files",
+    "EPIPE": "the output was closed",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the path it concerns and the reason in words."""
+    import errno
+
+    reason = _OS_REASONS.get(errno.errorcode.get(exc.errno or -1, ""), "") or exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    return f"{where}: {reason}" if where else reason

@@ -29,7 +29,7 @@ from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
 from semzip.entropy import MAX_ALPHABET, CategoricalModel, Decoder, Encoder, decode_symbols, encode_symbols
 from semzip.errors import CorruptedSectionError, InvalidInputError
-from semzip.format import Container, Header, ModelRef
+from semzip.format import Container, Header, ModelRef, check_container, check_header
 
 KODAK_PIXELS = 768 * 512
 
@@ -350,6 +350,7 @@ class CollectionCodec:
     # ------------------------------------------------------------------------------------ decompress
     @classmethod
     def from_header(cls, header: Header) -> CollectionCodec:
+        check_header(header)
         p = header.params
         try:
             return cls(
@@ -368,7 +369,9 @@ class CollectionCodec:
             raise CorruptedSectionError(f"collection parameters are missing or malformed ({exc!r})") from None
 
     def load_state(self, container: Container) -> tuple[np.ndarray, EntropyModels]:
-        """The decoder's atoms and the per-item entropy models stored in an archive."""
+        """The decoder's atoms and the per-item entropy models stored in an archive, checked against the
+        header (table sizes from n_atoms, sparsity, atom_bits and the weight levels)."""
+        check_container(container)
         p = container.header.params
         blob = container.read("dictionary")
         if len(blob) < 4:
@@ -377,6 +380,8 @@ class CollectionCodec:
         if 4 + m_len > len(blob):
             raise CorruptedSectionError(f"{container.label}: dictionary section is truncated")
         dict_model = CategoricalModel.from_bytes(blob[4 : 4 + m_len])
+        if dict_model.num_symbols != 2**self.atom_bits - 1:
+            raise CorruptedSectionError(f"{container.label}: the dictionary's value table does not match atom_bits")
         try:
             n_atoms, d, atom_step = int(p["n_atoms"]), int(p["dim"]), float(p["atom_step"])
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -387,8 +392,11 @@ class CollectionCodec:
         qD = decode_symbols(blob[4 + m_len :], dict_model, n_atoms * d).reshape(n_atoms, d)
         D = dequantize_dictionary(qD, atom_step, self.atom_bits)
         models = EntropyModels.from_bytes(container.read("models"))
-        if models.index.num_symbols != n_atoms or models.count.num_symbols != self.sparsity:
-            raise CorruptedSectionError(f"{container.label}: entropy models do not match the parameters")
+        if (models.index.num_symbols != n_atoms or models.count.num_symbols != self.sparsity
+                or models.ratio.num_symbols != 2 * self.weight_levels + 1 or models.sign.num_symbols != 2):
+            raise CorruptedSectionError(
+                f"{container.label}: entropy models do not match the parameters (n_atoms, sparsity, weight_step "
+                "and weight_clip)")
         return D, models
 
     def decode_codes(self, container: Container, items: Sequence[int] | None = None) -> SparseCodes:

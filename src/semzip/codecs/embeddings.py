@@ -17,7 +17,7 @@ from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
 from semzip.entropy import CategoricalModel, decode_symbols, encode_symbols
 from semzip.errors import CorruptedSectionError, InvalidInputError
-from semzip.format import Container, Header
+from semzip.format import Container, Header, check_container, check_header
 
 
 class ScalarQuantCodec:
@@ -69,6 +69,7 @@ class ScalarQuantCodec:
 
     @classmethod
     def from_header(cls, header: Header) -> ScalarQuantCodec:
+        check_header(header)
         p = header.params
         try:
             return cls(bits=int(p["bits"]), block_size=int(p["block_size"]))
@@ -77,6 +78,7 @@ class ScalarQuantCodec:
 
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decode all items (or only ``items``, reading only their blocks) to float32 embeddings."""
+        check_container(container)
         p = container.header.params
         try:
             d, step, normalize = int(p["dim"]), float(p["step"]), bool(p["normalize"])
@@ -87,6 +89,10 @@ class ScalarQuantCodec:
         n_out = container.header.n_items if items is None else len(items)
         container.check_values(n_out * d, f"numbers ({n_out} items x {d} dimensions)")
         model = CategoricalModel.from_bytes(container.read("model"))
+        if model.num_symbols != 2 * self.levels + 1:
+            raise CorruptedSectionError(
+                f"{container.label}: the value table has {model.num_symbols} symbols, {self.bits}-bit values "
+                f"need {2 * self.levels + 1}")
         levels = np.float32(self.levels)
         step32 = np.float32(step)
 

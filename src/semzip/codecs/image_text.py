@@ -33,7 +33,7 @@ import numpy as np
 from semzip import __version__
 from semzip.codecs.base import Encoded
 from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError, ModelMismatchError
-from semzip.format import Container, Header, ModelRef
+from semzip.format import Container, Header, ModelRef, check_container, check_header
 from semzip.format.varint import decode_uvarint, encode_uvarint
 
 
@@ -117,8 +117,7 @@ class ImageTextCodec:
             "caption_check": CAPTION_CHECK,
             "refiner": refiner_params or {"spec": "identity"},
         }
-        if self.text.codec_id != 1:  # archives without the field hold codec-1 captions
-            params["caption_codec"] = self.text.codec_id
+        params["caption_codec"] = self.text.codec_id  # required from format 1.1 (absent in 1.0: codec 1)
         header = Header(codec=self.name, params=params, models=self._models(), writer=f"semzip {__version__}")
         return Encoded(header, {}, blocks, names)
 
@@ -151,7 +150,9 @@ class ImageTextCodec:
         return fingerprint_text(self.text.prompt)
 
     def check_models(self, header: Header) -> None:
-        """Refuse an archive written with other LIC or language models (or caption prompt) than these."""
+        """Refuse an archive whose header is invalid (:func:`semzip.format.check_header`) or written with other
+        LIC or language models (or caption prompt) than these."""
+        check_header(header)
         for ref in self._models():
             header.require_model(ref.role, ref.name, ref.fingerprint)
         if header.params.get("caption_prompt") != self._prompt_tag():
@@ -161,6 +162,7 @@ class ImageTextCodec:
         """LIC images and captions of all items (or of ``items``), before refinement."""
         from semzip.models.lic import LICShape
 
+        check_container(container)
         self.check_models(container.header)
         _check_one_item_per_block(container)
         if caption_codec(container.header) != self.text.codec_id:
@@ -214,6 +216,7 @@ def _check_one_item_per_block(container: Container) -> None:
 
 def stream_split(container: Container) -> list[dict]:
     """Per item: bytes of the image stream, of the caption, and its share of the container's overhead."""
+    check_container(container)
     _check_one_item_per_block(container)
     n = container.header.n_items
     check = 2 if _caption_checked(container.header) else 0

@@ -7,7 +7,6 @@ the pixel limit) that names the file and the reason, so a folder run can report 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from semzip.errors import BadImageError, InvalidInputError, ResourceLimitError
+from semzip.format import atomic_file
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest image (width * height) read by default: 100 megapixels, about 300 MB as RGB uint8."""
@@ -186,19 +186,8 @@ def save_png(image: ImageLike, path: str | os.PathLike) -> Path:
     arr = as_rgb_array(image)
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(arr).save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(dest) as fh:
+        Image.fromarray(arr).save(fh, format="PNG")
     return dest
 
 

@@ -33,15 +33,16 @@ from semzip.errors import (
     ResourceLimitError,
     UnsupportedVersionError,
 )
+from semzip.format.names import MAX_NAME_BYTES, DuplicateTracker, first_duplicate, name_problem
 from semzip.format.varint import decode_uvarint, encode_uvarint
 
 MAGIC = b"\x89SMZ"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1  # 1.1: image-text headers must state caption_codec and caption_check (docs/format.md)
+WRITABLE_VERSIONS = ((1, 0), (1, 1))  # versions whose every field this semzip knows, and may write
 PREAMBLE_SIZE = len(MAGIC) + 2
 CRC_SIZE = 4
 NAMES_SECTION = "names"
-MAX_NAME_BYTES = 4096  # one item name, UTF-8 (bounds what a names section may inflate to: n_items * 4097)
 
 
 class SectionType(IntEnum):
@@ -121,6 +122,8 @@ class Header:
     models: list[ModelRef] = field(default_factory=list)
     n_items: int = 0
     writer: str = ""
+    # the container format version this header was read with (None: not read from a file)
+    version: tuple[int, int] | None = field(default=None, compare=False)
 
     def model(self, role: str) -> ModelRef | None:
         """The model recorded for ``role``, or None."""
@@ -165,8 +168,8 @@ class BlockInfo:
 
 def _section_record(stype: SectionType, name: str, payload: bytes, crc_prefix: bytes = b"") -> bytes:
     raw_name = name.encode("ascii")
-    if len(raw_name) > 255:
-        raise InvalidInputError(f"section name too long: {name!r}")
+    if len(raw_name) > 255 or not all(0x20 <= b < 0x7F for b in raw_name):
+        raise InvalidInputError(f"section names are printable ASCII of at most 255 bytes: {name!r}")
     body = bytes([int(stype), len(raw_name)]) + raw_name + encode_uvarint(len(payload)) + payload
     crc = zlib.crc32(crc_prefix + body) & 0xFFFFFFFF
     return body + crc.to_bytes(4, "little")
@@ -181,15 +184,23 @@ def _pack_index(blocks: Sequence[tuple[int, bytes]]) -> bytes:
 
 
 def _check_name(n: str) -> None:
-    if "\n" in n or not n:
-        raise InvalidInputError(f"item names must be non-empty and contain no newline: {n!r}")
-    if len(n) > MAX_NAME_BYTES // 4 and len(n.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidInputError(f"item name longer than {MAX_NAME_BYTES} bytes: {n[:60]!r}...")
+    problem = name_problem(n)
+    if problem:
+        raise InvalidInputError(f"item name {_show(n)}: {problem}")
+
+
+def _show(name: object) -> str:
+    """A name for a message: repr (control characters escaped), cut to 80 characters."""
+    text = repr(name)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _pack_names(names: Sequence[str]) -> bytes:
     for n in names:
         _check_name(n)
+    dup = first_duplicate(names)
+    if dup is not None:
+        raise InvalidInputError(f"two items are called {_show(dup)}: item names must be distinct")
     return zlib.compress("\n".join(names).encode("utf-8"), 9)
 
 
@@ -205,12 +216,15 @@ class NamesPacker:
         self._parts: list[bytes] = []
         self.count = 0
         self._blob: bytes | None = None
+        self._seen = DuplicateTracker()
 
     def add(self, names: Sequence[str]) -> None:
         if self._blob is not None:
             raise InvalidInputError("names were already packed")
         for n in names:
             _check_name(n)
+            if not self._seen.add(n):
+                raise InvalidInputError(f"two items are called {_show(n)}: item names must be distinct")
         if not names:
             return
         text = ("\n" if self.count else "") + "\n".join(names)
@@ -232,8 +246,13 @@ def pack(
     blobs: dict[str, bytes] | None = None,
     blocks: Sequence[tuple[int, bytes]] = (),
     names: Sequence[str] | None = None,
+    version: tuple[int, int] | None = None,
 ) -> bytes:
-    """Serialise a whole container. ``blocks`` are (n_items, payload) pairs; ``names`` one per item."""
+    """Serialise a whole container. ``blocks`` are (n_items, payload) pairs; ``names`` one per item;
+    ``version`` (default: the current one) one of :data:`WRITABLE_VERSIONS`."""
+    version = tuple(version or (FORMAT_MAJOR, FORMAT_MINOR))
+    if version not in WRITABLE_VERSIONS:
+        raise InvalidInputError(f"this semzip writes container formats {_versions()}, not {version[0]}.{version[1]}")
     blobs = dict(blobs or {})
     if NAMES_SECTION in blobs:
         raise InvalidInputError(f"blob name {NAMES_SECTION!r} is reserved for item names")
@@ -256,32 +275,64 @@ def pack(
         "sections": [[int(t), name] for t, name, _ in body],
     }
     head = json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False).encode("utf-8")
-    preamble = MAGIC + bytes([FORMAT_MAJOR, FORMAT_MINOR])
+    preamble = MAGIC + bytes(version)
     parts = [preamble, _section_record(SectionType.HEADER, "header", head, crc_prefix=preamble)]
     parts += [_section_record(t, name, payload) for t, name, payload in body]
     return b"".join(parts)
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> int:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+def _versions() -> str:
+    return ", ".join(f"{a}.{b}" for a, b in WRITABLE_VERSIONS)
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary file or folder made beside ``name``: short enough that a target whose own name
+    fits the 255-byte limit never fails because of its temporary name."""
+    return "." + name.encode("utf-8")[:200].decode("utf-8", "ignore") + "."
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """``exc`` as an OSError that names ``target`` (not the temporary file the failure happened on)."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A file handle on a temporary file beside ``path``; when the block succeeds the file is fsynced and
+    renamed over ``path``. On any failure the temporary file is removed and an OSError names ``path``."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise InvalidInputError(f"output folder does not exist: {directory}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _naming(exc, target) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; archives get the usual permissions
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _naming(exc, target) from None
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> int:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
+    with atomic_file(path) as fh:
+        fh.write(data)
     return len(data)
 
 
@@ -291,7 +342,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     renamed to ``path`` (if another process created ``path`` first, theirs is kept). Always cleaned up."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield tmp
         for f in tmp.iterdir():
@@ -319,6 +370,8 @@ class DefaultNames(Sequence[str]):
     A hostile header may declare billions of items; listing their default names up front would exhaust
     memory before any check could refuse the archive.
     """
+
+    generated = True  # distinct and file-name safe by construction (semzip.format.names.output_files)
 
     def __init__(self, n: int) -> None:
         self._n = n
@@ -420,10 +473,9 @@ class Container:
         raw_name = head[2 : 2 + name_len]
         if len(raw_name) != name_len:
             raise CorruptedSectionError(f"{self.label}: file is truncated inside a section name")
-        try:
-            name = raw_name.decode("ascii")
-        except UnicodeDecodeError:
-            raise CorruptedSectionError(f"{self.label}: section name at byte {pos} is not ASCII") from None
+        if not all(0x20 <= b < 0x7F for b in raw_name):
+            raise CorruptedSectionError(f"{self.label}: section name at byte {pos} is not printable ASCII")
+        name = raw_name.decode("ascii")
         length, p = decode_uvarint(head, 2 + name_len, what="section length")
         start = pos + p
         if start + length + CRC_SIZE > self._size:
@@ -445,7 +497,7 @@ class Container:
             raise NotAContainerError(f"{self.label} is not a semzip archive (magic bytes missing)")
         if len(pre) < PREAMBLE_SIZE:
             raise CorruptedSectionError(f"{self.label}: file is truncated inside the preamble")
-        self.format_version = (pre[4], pre[5])
+        self.format_version: tuple[int, int] = (pre[4], pre[5])
         # the header CRC covers the preamble: check it before trusting the version byte
         stype, name, start, length = self._record_head(PREAMBLE_SIZE)
         if length > self.limits.max_header_bytes:
@@ -461,6 +513,7 @@ class Container:
         if stype != SectionType.HEADER:
             raise CorruptedSectionError(f"{self.label}: first section is not the header")
         meta = self._parse_header_json(payload)
+        self.header.version = self.format_version
         listed = meta["sections"]
         if len(listed) > self.limits.max_sections:
             raise ResourceLimitError(f"{self.label}: {len(listed)} sections exceed the limit")
@@ -601,6 +654,13 @@ class Container:
                 names = text.split("\n") if text else []
                 if len(names) != self.header.n_items:
                     raise CorruptedSectionError(f"{self.label}: {len(names)} names for {self.header.n_items} items")
+                for i, n in enumerate(names):
+                    problem = name_problem(n)
+                    if problem:
+                        raise CorruptedSectionError(f"{self.label}: item {i} is called {_show(n)}: {problem}")
+                dup = first_duplicate(names)
+                if dup is not None:
+                    raise CorruptedSectionError(f"{self.label}: two items are called {_show(dup)}")
             else:
                 names = DefaultNames(self.header.n_items)
             self._names = names

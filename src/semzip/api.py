@@ -10,8 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from semzip.codecs import get_codec
-from semzip.errors import InvalidInputError, ModelMismatchError
-from semzip.format import Container, ModelRef, SectionType, atomic_write, pack, write
+from semzip.errors import InvalidInputError, ModelMismatchError, UnsupportedVersionError
+from semzip.format import (
+    WRITABLE_VERSIONS,
+    Container,
+    ModelRef,
+    SectionType,
+    atomic_write,
+    open_archive,
+    pack,
+    write,
+)
+from semzip.format.names import RESERVED_FILES, output_files
+from semzip.outputs import output_folder
 from semzip.pipeline import EmbeddedFolder, embed_folder
 
 PathLike = str | os.PathLike
@@ -38,38 +49,78 @@ def add_embeddings(
 ) -> int:
     """Append items to an archive, coded on its existing dictionary; old items' bytes are copied unchanged.
 
-    The archive is rewritten atomically: a crash leaves the previous archive intact. Returns the new size.
+    Before anything is coded the archive must decode completely (every item and name, as ``decompress``
+    reads them) and be of a format version this semzip writes: an archive it cannot fully read, or one from a
+    later version that may hold what it does not know, is refused untouched. The archive keeps its format
+    version and is rewritten atomically: a crash leaves the previous archive intact. Returns the new size.
     """
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
+        if c.format_version not in WRITABLE_VERSIONS:
+            raise UnsupportedVersionError(
+                f"{archive} is container format {c.format_version[0]}.{c.format_version[1]}; this semzip writes "
+                f"{', '.join(f'{a}.{b}' for a, b in WRITABLE_VERSIONS)} only and would lose what a newer writer "
+                "stored: upgrade semzip to add items to it")
         codec = get_codec(c.header.codec).from_header(c.header)
         if not hasattr(codec, "encode_more"):
             raise InvalidInputError(f"the {c.header.codec!r} codec cannot add items to an existing archive")
-        old_names = list(c.names)
-        new_names = list(names) if names is not None else [
-            f"item_{i:05d}" for i in range(len(old_names), len(old_names) + len(x))
-        ]
-        clash = sorted(set(old_names) & set(new_names))
-        if clash:
-            raise InvalidInputError(f"{len(clash)} new items have names already in the archive, e.g. {clash[0]!r}")
+        codec.decompress(c)  # the whole archive decodes, or it is refused before anything is written
+        old_names = c.names
+        n_old = len(old_names)
+        if names is None and getattr(old_names, "generated", False):
+            new_names = None  # the new items get the next default names, still without a names section
+        else:
+            new_names = list(names) if names is not None else [f"item_{i:05d}" for i in range(n_old, n_old + len(x))]
+            old_set = set(old_names)
+            clash = sorted(n for n in set(new_names) if n in old_set)
+            if clash:
+                raise InvalidInputError(f"{len(clash)} new items have names already in the archive, e.g. {clash[0]!r}")
         new_blocks = codec.encode_more(c, x, progress=progress)
         old_blocks = [(b.n_items, payload) for b, payload in c.iter_blocks()]
         blobs = c.blobs()
         header = c.header
-        data = pack(header, blobs, old_blocks + new_blocks, old_names + new_names)
+        all_names = None if new_names is None else list(old_names) + new_names
+        data = pack(header, blobs, old_blocks + new_blocks, all_names, version=c.format_version)
     return atomic_write(archive, data)
 
 
 def decompress(archive: PathLike, items: Sequence[str | int] | None = None) -> np.ndarray:
-    """Decode an archive; ``items`` (names or numbers) restricts decoding to those items' blocks."""
-    with Container.open(archive) as c:
+    """Decode an archive; ``items`` (names or numbers) restricts decoding to those items' blocks.
+
+    The header, sections and item names are checked first (:func:`semzip.format.open_archive`), as by every
+    command, so an archive that decodes here decodes the same way in ``decompress`` and ``verify --deep``.
+    """
+    with open_archive(archive) as c:
         codec = get_codec(c.header.codec).from_header(c.header)
-        idx = None if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
+        _ = c.names  # checked (file-name safe, distinct) even when only embeddings are wanted
+        idx = None if items is None else [_item_number(c, i) for i in items]
         return codec.decompress(c, idx)
+
+
+def _item_number(c: Container, item: str | int) -> int:
+    if isinstance(item, bool) or not isinstance(item, (int, str)):
+        raise InvalidInputError(f"items are names or numbers, got {item!r}")
+    if isinstance(item, int):
+        c.locate(item)  # range check
+        return item
+    return c.item_index(item)
+
+
+def decode_check(archive: PathLike) -> int:
+    """Decode every item of an archive the way ``decompress`` does, without writing anything; returns the
+    number of items (``semzip verify --deep``)."""
+    with open_archive(archive) as c:
+        codec_name = c.header.codec
+    if codec_name == "image-text":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="semzip-verify-") as tmp:
+            return len(decompress_image_text(archive, Path(tmp) / "out"))
+    return len(decompress(archive))
 
 
 def describe(archive: PathLike) -> dict:
     """Header, per-section sizes and real bits per item (the whole file counted) of an archive."""
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         h = c.header
         sections = [{"name": "header", "type": "HEADER", "bytes": c.header_size}]
         sections += [{"name": s.name, "type": SectionType(s.type).name, "bytes": s.record_size} for s in c.sections]
@@ -84,7 +135,7 @@ def describe(archive: PathLike) -> dict:
             "sections": sections,
             "bits_per_item": 8 * c.size / h.n_items if h.n_items else None,
         }
-        pixels = h.params.get("pixels_per_item")
+        pixels = h.params.get("pixels_per_item")  # a checked integer >= 0 (0: unknown)
         d["bits_per_pixel"] = d["bits_per_item"] / pixels if pixels and h.n_items else None
         return d
 
@@ -132,7 +183,7 @@ def add_folder(
     """Embed new images with the archive's own encoder and append them (see :func:`add_embeddings`)."""
     from semzip.models.registry import load_encoder
 
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         ref = c.header.model("encoder")
     if ref is None:
         raise InvalidInputError("the archive records no image encoder; add precomputed embeddings instead")
@@ -166,7 +217,7 @@ def archive_generator(archive: PathLike, generator: str | None = None):
     """
     from semzip.models.registry import load_generator
 
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         space = c.header.params.get("space", "unknown")
     gen = load_generator(generator or default_generator(space))
     if gen.space != space:
@@ -188,35 +239,47 @@ def decompress_images(
     size: tuple[int, int] | None = None,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 8,
+    force: bool = False,
 ) -> list[Path]:
-    """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``."""
+    """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``.
+
+    File names follow :func:`semzip.format.names.output_files` (collision-free). ``out_dir`` must not exist
+    or be empty unless ``force``; a new one appears only complete (see :func:`semzip.outputs.output_folder`).
+    """
     from semzip.data.images import contact_sheet, save_png
 
-    with Container.open(archive) as c:
-        names = list(c.names)
-    x = decompress(archive, items=items)
-    if items is not None:
-        names = [names[i] if isinstance(i, int) else i for i in items]
+    with open_archive(archive) as c:  # seeds follow the item's number, so one item decodes as in the full run
+        gidx = list(range(c.header.n_items)) if items is None else [_item_number(c, i) for i in items]
+        files = _output_files(c, gidx)
+        names = [c.names[i] for i in gidx]
+    x = decompress(archive, items=gidx if items is not None else None)
     gen = archive_generator(archive, generator)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with Container.open(archive) as c:  # seeds follow the item's number, so one item decodes as in the full run
-        gidx = list(range(len(x))) if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
     written, thumbs = [], []
     step = batch_size if items is None else 1
-    for start in range(0, len(x), step):
-        imgs = gen.generate(x[start : start + step], seed=seed + gidx[start], steps=steps, guidance=guidance,
-                            size=size)
-        for name, img in zip(names[start : start + step], imgs):
-            written.append(save_png(img, out / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")))
-            if len(thumbs) < 200:
-                thumbs.append(img)
-        if progress is not None:
-            progress(len(imgs))
-    params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)
-    atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
-    save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
+    with output_folder(out_dir, force, inputs=[Path(archive)], will_write=[*files, *RESERVED_FILES]) as out:
+        for start in range(0, len(x), step):
+            imgs = gen.generate(x[start : start + step], seed=seed + gidx[start], steps=steps, guidance=guidance,
+                                size=size)
+            for file, img in zip(files[start : start + step], imgs):
+                written.append(Path(out_dir) / save_png(img, out / file).name)
+                if len(thumbs) < 200:
+                    thumbs.append(img)
+            if progress is not None:
+                progress(len(imgs))
+        params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)
+        atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
+        save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
     return written
+
+
+def _output_files(c: Container, numbers: Sequence[int]) -> list[str]:
+    """The output file names of items ``numbers``: computed over all the archive's names, so an item decoded
+    alone gets the same file as in a full decode."""
+    names = c.names
+    if getattr(names, "generated", False):
+        return output_files([names[i] for i in numbers])  # default names are distinct and safe as they are
+    every = output_files(names)
+    return [every[i] for i in numbers]
 
 
 # ----------------------------------------------------------------------------------------------- semantics
@@ -225,7 +288,7 @@ def decompress_images(
 def _archive_encoder(archive: PathLike):
     from semzip.models.registry import load_encoder
 
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         ref = c.header.model("encoder")
     if ref is None:
         raise InvalidInputError("the archive records no encoder: concepts cannot be embedded in its space")
@@ -268,7 +331,7 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
     """The vocabulary words nearest to each dictionary atom (the "dictionary is semantic" probe)."""
     from semzip.semantics import nearest_concepts
 
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         if c.header.codec != "collection":
             raise InvalidInputError(f"{archive} is a {c.header.codec!r} archive: only collection archives have atoms")
         atoms, _ = get_codec("collection").from_header(c.header).load_state(c)
@@ -369,26 +432,30 @@ def decompress_image_text(
     strength: float | None = None,
     guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
 
-    Refiner settings left as None are taken from the archive header (what the encoder recorded).
+    Refiner settings left as None are taken from the archive header (what the encoder recorded). File names
+    and the output folder follow the rules of :func:`decompress_images`.
     """
     from semzip.data.images import contact_sheet, save_png
     from semzip.models.registry import load_refiner
 
-    with Container.open(archive) as c:
+    with open_archive(archive) as c:
         h = c.header
         if h.codec != "image-text":
             raise InvalidInputError(f"{archive} is a {h.codec!r} archive, not image-text")
         from semzip.codecs.image_text import caption_codec
 
+        numbers = None if items is None else [_item_number(c, i) for i in items]
+        every = list(range(h.n_items)) if numbers is None else numbers
+        files = _output_files(c, every)
+        names = [c.names[i] for i in every]
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
                                   caption_codec(h))
-        numbers = None if items is None else [i if isinstance(i, int) else c.item_index(i) for i in items]
         decoded = codec.decode_items(c, numbers)
-        names = [c.names[i] for i in (numbers if numbers is not None else range(h.n_items))]
         rec = h.params.get("refiner") or {}
     refiner = refiner or rec.get("spec") or "identity"
     seed = int(rec.get("seed") or 0) if seed is None else seed
@@ -396,21 +463,20 @@ def decompress_image_text(
     strength = rec.get("strength") if strength is None else strength
     guidance = rec.get("guidance") if guidance is None else guidance
     ref = load_refiner(refiner)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written, finals = [], []
-    for k, (name, d) in enumerate(zip(names, decoded)):
-        number = numbers[k] if numbers is not None else k  # seeds follow the item number, as for collections
-        img = ref.refine([d.image], [d.caption], seed=seed + number, steps=steps, strength=strength,
-                         guidance=guidance)[0]
-        finals.append(img)
-        written.append(save_png(img, out / (Path(name).with_suffix("").as_posix().replace("/", "__") + ".png")))
-        if progress is not None:
-            progress(1)
-    atomic_write(out / "captions.txt", "".join(f"{n}\t{' '.join(d.caption.split())}\n" for n, d in zip(names, decoded)).encode())
-    params = ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
-    atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
-    save_png(contact_sheet(finals[:200], names[:200]), out / "contact_sheet.png")
+    with output_folder(out_dir, force, inputs=[Path(archive)], will_write=[*files, *RESERVED_FILES]) as out:
+        for number, file, d in zip(every, files, decoded):  # seeds follow the item number, as for collections
+            img = ref.refine([d.image], [d.caption], seed=seed + number, steps=steps, strength=strength,
+                             guidance=guidance)[0]
+            finals.append(img)
+            written.append(Path(out_dir) / save_png(img, out / file).name)
+            if progress is not None:
+                progress(1)
+        atomic_write(out / "captions.txt", "".join(f"{n}\t{' '.join(d.caption.split())}\n"
+                                                    for n, d in zip(names, decoded)).encode())
+        params = ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
+        atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
+        save_png(contact_sheet(finals[:200], names[:200]), out / "contact_sheet.png")
     return written
 
 

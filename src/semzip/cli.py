@@ -13,14 +13,14 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from semzip import __version__
-from semzip.clitools import err, out
+from semzip.clitools import err, out, styled
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import progress as _progress
 from semzip.errors import InvalidInputError
+from semzip.outputs import check_apart, check_output_file, check_output_folder
 
 app = typer.Typer(
     name="semzip",
@@ -33,19 +33,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 def _save_npy(path: Path, x: np.ndarray) -> None:
-    """Write a .npy atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, x)
-    tmp.replace(path)
+    """Write a .npy atomically (temporary file, then rename; removed on any failure)."""
+    from semzip.format import atomic_file
 
-
-def _check_output(path: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
-    if any(path.resolve() == i.resolve() for i in inputs):
-        raise InvalidInputError(f"refusing to overwrite the input {path}")
-    if path.exists() and not force:
-        raise InvalidInputError(f"{path} exists; pass --force to replace it")
-    if not path.parent.exists():
-        raise InvalidInputError(f"output folder does not exist: {path.parent}")
+    with atomic_file(path) as fh:
+        np.save(fh, x)
 
 
 def _version(value: bool) -> None:
@@ -64,7 +56,7 @@ def _root(
 def _skip_reporter(skipped: list):
     def report(name: str, reason: str) -> None:
         skipped.append(name)
-        err.print(f"[yellow]skipped[/] {escape(name)}: {escape(reason)}", highlight=False)
+        err.print(styled(("skipped", "yellow"), f" {name}: {reason}"))
 
     return report
 
@@ -157,7 +149,9 @@ def compress(
             raise InvalidInputError(f"--engine {engine} works with --codec collection only")
         if source is None and store is None:
             raise InvalidInputError("give a folder of images, an embeddings file, or an existing --store")
-        _check_output(output, force, (source,) if source is not None else ())
+        check_output_file(output, force, (source, store))
+        if store is not None:
+            check_apart(store, (source,), force, "folder")  # a store may exist: it is resumed
         _compress_streaming(source, output, engine=engine, store=store, shard_size=shard_size, encoder=encoder,
                             space=space, names_file=names, recursive=recursive, strict=strict, workers=workers,
                             address=ray_address, batches_per_step=batches_per_step, keep_work=keep_work,
@@ -167,7 +161,7 @@ def compress(
         return
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
-    _check_output(output, force, (source,))
+    check_output_file(output, force, (source,))
     if codec == "image-text":
         from semzip.api import compress_image_text
 
@@ -221,7 +215,7 @@ def _compress_streaming(source: Path | None, output: Path, *, names_file: Path |
         names_ = _read_lines(names_file)
     skipped: list[str] = []
     size, n = compress_streaming(source, output, names=names_, on_skip=_skip_reporter(skipped),
-                                 progress=_progress, log=lambda m: err.print(escape(m), highlight=False), **kw)
+                                 progress=_progress, log=err.print, **kw)
     where = f" (store {kw['store']})" if kw.get("store") is not None else ""
     out.print(f"{kw['engine']} engine: {n} items{where}")
     _print_rate(output, size, n)
@@ -265,6 +259,7 @@ def embed(
     space: Annotated[str, typer.Option(help="Embeddings file: the space they live in.")] = "unknown",
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Allow the store inside the input folder.")] = False,
 ) -> None:
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
@@ -272,6 +267,7 @@ def embed(
 
     if engine not in ("stream", "ray"):
         raise InvalidInputError(f"unknown engine {engine!r}: use stream or ray")
+    check_apart(store, (input,), force, "folder")
     executor = make_executor(engine, workers=workers, address=ray_address)
     skipped: list[str] = []
     try:
@@ -332,32 +328,37 @@ def decompress(
         str | None, typer.Option(help="image-text: diffusion decoder, e.g. sd-img2img:PATH (default: identity).")
     ] = None,
     strength: Annotated[float | None, typer.Option(help="image-text: img2img strength.")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists; write into a folder that is not empty.")
+    ] = False,
 ) -> None:
-    """Decode an archive to images (PNGs + contact sheet) or, with a .npy output, to embeddings."""
+    """Decode an archive to images (PNGs + contact sheet) or, with a .npy output, to embeddings.
+
+    Images go to a new or empty folder (with --force, into any folder: files of the same names are replaced);
+    each item's file name comes from its name, made distinct and safe (see docs/format.md, "Item names").
+    """
     from semzip.api import decompress as _decompress
     from semzip.api import decompress_image_text, decompress_images, describe
 
-    if describe(archive)["codec"] == "image-text":
-        n = len(item) if item else describe(archive)["n_items"]
-        with _progress(n, "decoding images and captions") as adv:
-            files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
-                                          strength=strength, guidance=guidance, progress=adv)
-        out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
-        return
-
-    if embeddings_only or output.suffix.lower() == ".npy":
-        _check_output(output, force, (archive,))
+    d = describe(archive)
+    npy = embeddings_only or output.suffix.lower() == ".npy"
+    if npy and d["codec"] != "image-text":
+        check_output_file(output, force, (archive,))
         x = _decompress(archive, items=item)
         _save_npy(output, x)
         out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
         return
-    if output.exists() and not output.is_dir():
-        raise InvalidInputError(f"{output} exists and is not a folder")
-    n = len(item) if item else describe(archive)["n_items"]
+    check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
+    n = len(item) if item else d["n_items"]
+    if d["codec"] == "image-text":
+        with _progress(n, "decoding images and captions") as adv:
+            files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
+                                          strength=strength, guidance=guidance, progress=adv, force=force)
+        out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
+        return
     with _progress(n, "generating images") as adv:
         files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0, steps=steps,
-                                  guidance=guidance, size=_parse_size(size), progress=adv)
+                                  guidance=guidance, size=_parse_size(size), progress=adv, force=force)
     out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
 
 
@@ -378,7 +379,7 @@ def blend(
     from semzip.api import archive_generator, blend_item
     from semzip.data.images import save_png
 
-    _check_output(output, force, (archive,))
+    check_output_file(output, force, (archive,))
     e = blend_item(archive, item, add or [], remove or [], weight)
     if output.suffix.lower() == ".npy":
         _save_npy(output, e[None])
@@ -438,15 +439,16 @@ def info(
     if as_json:
         out.print_json(json.dumps(d))
         return
-    out.print(f"[bold]{archive}[/]  format {d['format']}  codec [bold]{d['codec']}[/]  {d['n_items']} items")
-    out.print(f"written by {d['writer'] or 'unknown'}; parameters: {json.dumps(d['params'])}", highlight=False)
+    out.print(styled((str(archive), "bold"), f"  format {d['format']}  codec ", (d["codec"], "bold"),
+                     f"  {d['n_items']} items"))
+    out.print(f"written by {d['writer'] or 'unknown'}; parameters: {json.dumps(d['params'])}")
     for m in d["models"]:
-        out.print(f"model {m['role']}: {m['name']} (fingerprint {m['fingerprint']})", highlight=False)
+        out.print(f"model {m['role']}: {m['name']} (fingerprint {m['fingerprint']})")
     n = max(d["n_items"], 1)
     t = Table("section", "type", "bytes", "share", "bits per item")
     for s in d["sections"]:
         t.add_row(s["name"], s["type"], str(s["bytes"]), f"{100 * s['bytes'] / d['bytes']:.1f}%", f"{8 * s['bytes'] / n:.2f}")
-    t.add_row("[bold]total[/]", "", f"[bold]{d['bytes']}[/]", "100%", f"{8 * d['bytes'] / n:.2f}")
+    t.add_row(styled(("total", "bold")), "", styled((str(d["bytes"]), "bold")), "100%", f"{8 * d['bytes'] / n:.2f}")
     out.print(t)
     if d["n_items"]:
         out.print(f"{d['bits_per_item']:.2f} bits per item (whole file, header included)")
@@ -462,32 +464,30 @@ def verify(
         bool, typer.Option("--deep", help="Also decode every item (catches damage that keeps the CRCs valid).")
     ] = False,
 ) -> None:
-    """Check every section's and every block's CRC32; exit 1 if anything is damaged."""
+    """Check every section's and every block's CRC32, the header against its schema and the item names;
+    exit 1 if anything is damaged. --deep decodes every item exactly as decompress does."""
+    from semzip.api import decode_check
     from semzip.errors import SemzipError
-    from semzip.format import Container
+    from semzip.format import Container, check_container
 
     with Container.open(archive) as c:
         rows = c.verify()
-        codec = c.header.codec
+        if all(ok for _, ok, _ in rows):
+            for what, check in (("schema", lambda: check_container(c)), ("names", lambda: c.names)):
+                try:
+                    check()
+                    rows.append((what, True, f"{c.header.codec} {c.format_version[0]}.{c.format_version[1]}"
+                                 if what == "schema" else f"{c.header.n_items} names"))
+                except SemzipError as exc:
+                    rows.append((what, False, str(exc)))
     if deep and all(ok for _, ok, _ in rows):
         try:
-            if codec == "image-text":
-                import tempfile
-
-                from semzip.api import decompress_image_text
-
-                with tempfile.TemporaryDirectory() as tmp:
-                    n = len(decompress_image_text(archive, Path(tmp)))
-            else:
-                from semzip.api import decompress as _decode
-
-                n = len(_decode(archive))
-            rows.append(("content", True, f"all {n} items decode"))
+            rows.append(("content", True, f"all {decode_check(archive)} items decode"))
         except SemzipError as exc:
             rows.append(("content", False, str(exc)))
     t = Table("section", "status", "detail")
     for name, ok, msg in rows:
-        t.add_row(name, "[green]ok[/]" if ok else "[red]CORRUPT[/]", msg)
+        t.add_row(name, styled(("ok", "green")) if ok else styled(("CORRUPT", "red")), msg)
     out.print(t)
     if not all(ok for _, ok, _ in rows):
         raise typer.Exit(1)
@@ -498,11 +498,14 @@ def verify(
 def demo(
     workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path("semzip-demo"),
     n: Annotated[int, typer.Option("-n", help="Images in the generated collection.")] = 200,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Use the folder even if it is not empty.")] = False,
 ) -> None:
     """Offline demo: generate a collection of images, compress it, inspect it, decode it back to images."""
     from semzip.api import compress_embeddings, compress_folder, decompress, decompress_images, describe
     from semzip.data.images import contact_sheet, list_images, load_image, save_png
     from semzip.data.scenes import write_scenes
+
+    check_output_folder(workdir, force)
 
     images, arc = workdir / "images", workdir / "collection.smz"
     paths = write_scenes(images, n=n)
@@ -528,7 +531,7 @@ def demo(
     cos = np.sum(y * got.embeddings, axis=1)
     out.print(f"   decoded embeddings: cosine to the originals mean {cos.mean():.3f}, 5th percentile {np.percentile(cos, 5):.3f}")
     with _progress(n, "rendering") as adv:
-        decompress_images(arc, workdir / "decoded", progress=adv)
+        decompress_images(arc, workdir / "decoded", progress=adv, force=force)
     out.print(f"3. decoded {n} images to {workdir / 'decoded'}/ (contact_sheet.png; originals in {workdir / 'originals.png'})")
     one = decompress(arc, items=[got.names[7]])
     same = bool(np.array_equal(one[0], y[7]))

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import out as _out
+from semzip.clitools import styled
 from semzip.errors import InvalidInputError
 
 
@@ -91,7 +92,7 @@ def eval_command(
             t.add_row(e["name"], p["label"], f"{p['bpp']:.4g}", *["–" if v is None else f"{v:.4g}" for v in vals])
     _out.print(t)
     for n, why in {**r["unavailable_metrics"], **r["unavailable_codecs"]}.items():
-        _out.print(f"[yellow]not measured[/] {n}: {why}", highlight=False)
+        _out.print(styled(("not measured", "yellow"), f" {n}: {why}"))
     _out.print(f"{len(s.computed)} points computed, {len(s.reused)} reused; report: {Path(out) / 'report.html'}")
 
 

@@ -6,8 +6,9 @@ Two backends:
   2018 without the context model), trained by ``semzip train-lic`` on a few dozen offline photos. It is a
   *tiny project-trained model*, not a published one, and its bitstreams are written with semzip's own
   entropy layer (:mod:`semzip.entropy`) under the determinism rules below.
-* :class:`CompressAILIC`: CompressAI's zoo models (``bmshj2018-hyperprior``, ``mbt2018-mean``,
-  ``cheng2020-anchor``) or a local checkpoint of one, coded by CompressAI's own entropy coder.
+* :class:`CompressAILIC`: every image model of CompressAI's zoo (``bmshj2018-factorized``,
+  ``bmshj2018-hyperprior``, ``mbt2018-mean``, ``mbt2018``, ``cheng2020-anchor``, ``cheng2020-attn``) by name and
+  quality, or a local checkpoint of one, coded by CompressAI's own entropy coder with its stored CDF tables.
 
 Determinism of :class:`TinyHyperprior` streams
 ----------------------------------------------
@@ -71,10 +72,22 @@ LEGACY_STREAM_VERSION = 1
 """Version 1 = float32 hyper-synthesis in :func:`deterministic_mode` (still decoded; written on request)."""
 STREAM_VERSIONS = (LEGACY_STREAM_VERSION, STREAM_VERSION)
 PAD = 64  # total downsampling of g_a (16) times h_a (4)
-COMPRESSAI_ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean", "cheng2020-anchor")
+COMPRESSAI_QUALITIES = {
+    "bmshj2018-factorized": 8,
+    "bmshj2018-hyperprior": 8,
+    "mbt2018-mean": 8,
+    "mbt2018": 8,
+    "cheng2020-anchor": 6,
+    "cheng2020-attn": 6,
+}
+"""CompressAI's image architectures that have zoo weights, with their highest quality (levels start at 1)."""
+COMPRESSAI_ARCHS = tuple(COMPRESSAI_QUALITIES)
+_COMPRESSAI_LATENT_STEP = {"bmshj2018-factorized": 16}
+"""Downsampling of the last coded latent (the string shape CompressAI's decompress wants); 64 for the rest."""
 
 __all__ = [
     "COMPRESSAI_ARCHS",
+    "COMPRESSAI_QUALITIES",
     "DEFAULT_WEIGHTS",
     "LEGACY_STREAM_VERSION",
     "STREAM_VERSION",
@@ -994,19 +1007,27 @@ class TinyHyperprior(LearnedImageCodec):
 class CompressAILIC(LearnedImageCodec):
     """A CompressAI model (zoo name + quality, or a local checkpoint), coded by CompressAI's entropy coder.
 
-    Zoo weights download from CompressAI's URL unless cached (``pretrained=True``); a ``checkpoint`` is a
-    local ``.safetensors`` file or a torch file read with ``weights_only=True`` (never unpickled).
-    CompressAI's float CDF path is not cross-machine safe (CompressAI #279): decode on the same kind of
-    hardware, CPU preferably.
+    Every image architecture of CompressAI's zoo is accepted (:data:`COMPRESSAI_QUALITIES`). Zoo weights are
+    read from torch's hub cache, downloaded only with ``allow_download=True``; a ``checkpoint`` is a local
+    ``.safetensors`` file or a torch file read with ``weights_only=True`` (never unpickled).
+
+    Entropy tables: the integer CDF tables stored in the weights (``_quantized_cdf``, ``_offset``,
+    ``_cdf_length``, ``scale_table``, written by CompressAI's ``update()`` before saving) are used as stored;
+    only a file without them gets tables computed here, in float, and ``tables`` says which. The fingerprint
+    covers the tables, so a decoder whose computed tables differ refuses the stream instead of desynchronising.
+    CompressAI's hyper-synthesis itself runs in float (CompressAI #279): decode on the same kind of hardware.
     """
 
     def __init__(self, arch: str = "bmshj2018-hyperprior", quality: int = 1,
                  checkpoint: str | os.PathLike | None = None, metric: str = "mse",
                  allow_download: bool = False, device: str = "cpu") -> None:
-        if arch not in COMPRESSAI_ARCHS:
+        if arch not in COMPRESSAI_QUALITIES:
             raise InvalidInputError(f"unknown CompressAI architecture {arch!r}; known: {', '.join(COMPRESSAI_ARCHS)}")
-        if not isinstance(quality, int) or not 1 <= quality <= 8 or (arch == "cheng2020-anchor" and quality > 6):
-            raise InvalidInputError(f"quality must be 1..8 (1..6 for cheng2020-anchor), got {quality!r}")
+        top = COMPRESSAI_QUALITIES[arch]
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= top:
+            raise InvalidInputError(f"{arch} quality must be 1..{top}, got {quality!r}")
+        if metric not in ("mse", "ms-ssim"):
+            raise InvalidInputError(f"CompressAI zoo metric must be 'mse' or 'ms-ssim', got {metric!r}")
         torch = _torch()
         try:
             import compressai  # noqa: F401
@@ -1018,29 +1039,36 @@ class CompressAILIC(LearnedImageCodec):
                 "install it with pip install 'semzip[lic]' next to a torchvision that matches torch"
             ) from None
         self._torch = torch
-        self.arch, self.quality, self.device = arch, quality, device
+        self.arch, self.quality, self.device, self.metric = arch, quality, device, metric
         self.name = f"compressai:{arch}:{quality}" if checkpoint is None else f"compressai:{arch}:{Path(checkpoint).name}"
         if checkpoint is not None:
             state = _load_state(Path(checkpoint).expanduser())
-            state = state.get("state_dict", state.get("model_state_dict", state))
+            for key in ("state_dict", "model_state_dict", "model"):
+                if isinstance(state.get(key), dict):
+                    state = state[key]
+                    break
             try:
-                net = model_architectures[arch].from_state_dict(load_state_dict(state))
+                net = model_architectures[arch].from_state_dict(load_state_dict(_with_table_keys(state, arch)))
             except Exception as exc:  # noqa: BLE001
-                raise ModelMismatchError(f"{checkpoint}: not a {arch} checkpoint ({exc})") from None
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise ModelMismatchError(f"{checkpoint}: not a {arch} checkpoint ({first})") from None
         else:
             if not allow_download and not _zoo_cached(torch, arch, quality, metric):
                 raise MissingModelError(
                     f"CompressAI zoo weights for {arch} quality {quality} ({metric}) are not in torch's hub "
-                    f"cache ({Path(torch.hub.get_dir()) / 'checkpoints'}); pass allow_download=True on a machine "
-                    "with internet, or checkpoint=PATH to a local file"
+                    f"cache ({Path(torch.hub.get_dir()) / 'checkpoints'}); pass --allow-download "
+                    "(allow_download=True) on a machine with internet, or the checkpoint file instead of the quality"
                 )
             try:
                 net = image_models[arch](quality=quality, metric=metric, pretrained=True, progress=False)
             except Exception as exc:  # noqa: BLE001 - network/cache errors
                 raise MissingModelError(f"cannot load CompressAI {arch} q{quality}: {exc}") from None
         net = net.eval().to(device)
-        net.update(force=True)  # build the integer CDF tables of the entropy bottleneck / Gaussian conditional
+        # Stored integer tables are kept as they are; only missing ones are computed (force=False).
+        self.tables = "stored" if _has_cdf_tables(net) else "computed"
+        net.update(force=False)
         self.net = net
+        self._step = _COMPRESSAI_LATENT_STEP.get(arch, 64)
         from semzip.models.fingerprint import fingerprint_state_dict
 
         self._fingerprint = fingerprint_state_dict(net.state_dict())
@@ -1072,11 +1100,37 @@ class CompressAILIC(LearnedImageCodec):
         hp, wp = shape.coded_height + (-shape.coded_height % PAD), shape.coded_width + (-shape.coded_width % PAD)
         try:
             with torch.no_grad():
-                x = self.net.decompress([[bytes(s)] for s in streams], [hp // PAD, wp // PAD])["x_hat"]
+                x = self.net.decompress([[bytes(s)] for s in streams], [hp // self._step, wp // self._step])["x_hat"]
         except Exception as exc:  # noqa: BLE001 - compressai raises raw errors on bad streams
-            raise EntropyDecodeError(f"CompressAI stream cannot be decoded ({exc})") from None
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise EntropyDecodeError(f"CompressAI stream cannot be decoded ({first})") from None
         out = x[0].clamp(0, 1).mul(255).round().permute(1, 2, 0).cpu().numpy().astype(np.uint8)
         return _resize(np.ascontiguousarray(out[: shape.coded_height, : shape.coded_width]), shape.height, shape.width)
+
+
+def _with_table_keys(state: dict[str, Any], arch: str) -> dict[str, Any]:
+    """``state`` with empty entropy-table buffers where a checkpoint has none (saved by an older CompressAI or
+    with the tables stripped), so that CompressAI loads it and computes them."""
+    torch = _torch()
+    state = dict(state)
+    prefixes = {k[: -len(".quantiles")] for k in state if k.endswith("entropy_bottleneck.quantiles")}
+    names = {p: ("_quantized_cdf", "_offset", "_cdf_length") for p in prefixes}
+    if arch != "bmshj2018-factorized" and any(k.startswith("g_s.") for k in state):
+        names["gaussian_conditional"] = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+    for prefix, keys in names.items():
+        for key in keys:
+            full = f"{prefix}.{key}"
+            if full not in state:
+                state[full] = torch.zeros(0, dtype=torch.float32 if key == "scale_table" else torch.int32)
+    return state
+
+
+def _has_cdf_tables(net: Any) -> bool:
+    """Whether every entropy model of a CompressAI net holds integer CDF tables (as loaded, before update)."""
+    from compressai.entropy_models import EntropyModel
+
+    found = [m for m in net.modules() if isinstance(m, EntropyModel)]
+    return bool(found) and all(m._offset.numel() > 0 and m._quantized_cdf.numel() > 0 for m in found)
 
 
 def _zoo_cached(torch: Any, arch: str, quality: int, metric: str) -> bool:

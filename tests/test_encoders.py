@@ -295,19 +295,86 @@ def test_hf_clip_broken_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------- OpenCLIP
 
 
-def test_open_clip_tiny_random(tmp_path):
-    """Runs only where open_clip imports (it needs torchvision, which this environment lacks)."""
+@pytest.fixture(scope="module")
+def open_clip_b32(tmp_path_factory):
+    """Random weights of OpenCLIP's ViT-B-32 saved the ways users keep them: a state dict, a safetensors file,
+    a training checkpoint (``{"epoch", "state_dict"}`` with DDP's ``module.`` prefix)."""
     open_clip = pytest.importorskip("open_clip")
     torch = pytest.importorskip("torch")
+    d = tmp_path_factory.mktemp("openclip")
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    state = model.state_dict()
+    torch.save(state, d / "vit-b-32-random.pt")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(d / "vit-b-32.safetensors"))
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, d / "epoch_3.pt")
+    return d
+
+
+def test_open_clip_tiny_random(open_clip_b32):
     from semzip.models.encoders import OpenClipEncoder
 
-    model = open_clip.create_model("ViT-B-32", pretrained=None)
-    ckpt = tmp_path / "vit-b-32-random.pt"
-    torch.save(model.state_dict(), ckpt)
+    ckpt = open_clip_b32 / "vit-b-32-random.pt"
     enc = OpenClipEncoder("ViT-B-32", ckpt, device="cpu", weights_tag="random")
     assert enc.space == "open_clip:ViT-B-32/random" and enc.dim == 512
     v = enc.encode_images(_random_images(2))
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert enc.encode_text(["a cat"]).shape == (1, 512)
+    for other in ("vit-b-32.safetensors", "epoch_3.pt"):  # the same weights in the other forms: same vectors
+        enc2 = load_encoder(f"open_clip:ViT-B-32/{open_clip_b32 / other}")
+        np.testing.assert_allclose(enc2.encode_images(_random_images(2)), v, atol=1e-5)
     with pytest.raises(MissingModelError):
-        OpenClipEncoder("ViT-B-32", tmp_path / "missing.pt")
+        OpenClipEncoder("ViT-B-32", open_clip_b32 / "missing.pt")
+
+
+def test_open_clip_local_copy_declares_its_tag(open_clip_b32):
+    """``<tag>@<file>``: a local copy of published weights keeps the published space (so SD-2.1-unCLIP-style
+    generators accept it); an unknown tag is refused."""
+    ckpt = open_clip_b32 / "vit-b-32.safetensors"
+    enc = load_encoder(f"open_clip:ViT-B-32/openai@{ckpt}")
+    assert enc.space == "open_clip:ViT-B-32/openai"
+    plain = load_encoder(f"open_clip:ViT-B-32/{ckpt}")
+    assert plain.space == "open_clip:ViT-B-32/vit-b-32.safetensors" and plain.fingerprint == enc.fingerprint
+    with pytest.raises(InvalidInputError, match="no pretrained tag 'laion9'"):
+        load_encoder(f"open_clip:ViT-B-32/laion9@{ckpt}")
+    with pytest.raises(MissingModelError, match="not found"):
+        load_encoder(f"open_clip:ViT-B-32/openai@{open_clip_b32 / 'absent.pt'}")
+
+
+def test_open_clip_tag_from_a_warm_cache_and_refused_when_cold(open_clip_b32, tmp_path, monkeypatch, capfd):
+    """A tag loads from the local hub cache without network; a tag that is not cached is one MissingModelError
+    naming --allow-download (open_clip 3 raises a RuntimeError and logs to the root logger)."""
+    from open_clip.pretrained import get_pretrained_cfg
+
+    from semzip.models.encoders import OpenClipEncoder
+
+    cache = tmp_path / "hub"
+    with pytest.raises(MissingModelError, match="--allow-download") as err:
+        OpenClipEncoder("ViT-B-32", "openai", cache_dir=cache)
+    assert "\n" not in str(err.value)
+    assert "Failed to download" not in capfd.readouterr().err
+    cfg = get_pretrained_cfg("ViT-B-32", "openai")
+    repo, fname = cfg["hf_hub"].rstrip("/"), "open_clip_pytorch_model.bin"
+    if "/" in repo.split("/", 1)[1]:
+        repo, fname = repo.rsplit("/", 1)[0], repo.rsplit("/", 1)[1]
+    snap = cache / f"models--{repo.replace('/', '--')}"
+    (snap / "refs").mkdir(parents=True)
+    (snap / "refs" / "main").write_text("0" * 40)
+    (snap / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    import shutil
+
+    shutil.copy(open_clip_b32 / "vit-b-32-random.pt", snap / "snapshots" / ("0" * 40) / fname)
+    enc = OpenClipEncoder("ViT-B-32", "openai", cache_dir=cache)
+    assert enc.space == "open_clip:ViT-B-32/openai" and enc.encode_text(["a dog"]).shape == (1, 512)
+
+
+def test_open_clip_wrong_architecture_is_a_mismatch_not_a_download(open_clip_b32):
+    from semzip.errors import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match="not an OpenCLIP ViT-B-16 checkpoint") as err:
+        load_encoder(f"open_clip:ViT-B-16/{open_clip_b32 / 'vit-b-32-random.pt'}")
+    assert "download" not in str(err.value)
+    with pytest.raises(InvalidInputError, match="no model 'ViT-Q-99'"):
+        load_encoder(f"open_clip:ViT-Q-99/{open_clip_b32 / 'vit-b-32-random.pt'}")

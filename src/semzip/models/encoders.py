@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from semzip.errors import InvalidInputError, MissingModelError
+from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
 
 Progress = Callable[[int], None]
 """Progress callback: called with the number of items just finished (the project's ``advance(n)``)."""
@@ -348,6 +348,30 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 # OpenCLIP
 
+
+def split_weights_tag(pretrained: str) -> tuple[str, str | None]:
+    """``"<tag>@<file>"`` -> (file, tag): a local copy of published weights that keeps their tag (and so their
+    embedding space); anything else -> (pretrained, None). An existing file whose name holds ``@`` is a file."""
+    tag, sep, path = str(pretrained).partition("@")
+    if not sep or not tag or not path or Path(str(pretrained)).expanduser().exists() or "/" in tag:
+        return str(pretrained), None
+    return path, tag
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """open_clip logs download failures and random-init warnings on the root logger, which Python prints to
+    stderr when nothing is configured: the caller turns them into one error of its own."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
 OPENCLIP_DEFAULT_MODEL = "ViT-H-14"
 OPENCLIP_DEFAULT_PRETRAINED = "laion2b_s32b_b79k"
 """The image encoder SD-2.1-unCLIP is conditioned on (OpenCLIP ViT-H/14, LAION-2B)."""
@@ -373,9 +397,10 @@ class OpenClipEncoder(ImageEncoder):
     ) -> None:
         try:
             import open_clip
-        except ImportError as exc:
+        except Exception as exc:  # noqa: BLE001 - a torchvision that does not match torch raises RuntimeError
             raise MissingModelError(
-                f"the OpenCLIP backend needs open_clip_torch (pip install open_clip_torch): {exc}"
+                "the OpenCLIP backend needs open_clip_torch beside a torchvision that matches torch (pip install "
+                f"'semzip[clip]'): {type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}"
             ) from None
         import torch
 
@@ -389,39 +414,66 @@ class OpenClipEncoder(ImageEncoder):
         if precision == "fp16" and not self.device.startswith("cuda"):
             precision = "fp32"
         self.precision = precision
-        local_ckpt = Path(self.pretrained).expanduser()
+        pretrained_arg, declared_tag = split_weights_tag(self.pretrained)
+        local_ckpt = Path(pretrained_arg).expanduser()
         self._checkpoint: Path | None = local_ckpt if local_ckpt.is_file() else None
-        if self._checkpoint is None and _looks_like_path(self.pretrained):
-            raise MissingModelError(f"OpenCLIP checkpoint file not found: {self.pretrained}")
-        if self._checkpoint is None:
-            known = (
-                open_clip.list_pretrained_tags_by_model(model_name)
-                if hasattr(open_clip, "list_pretrained_tags_by_model")
-                else None
+        if self._checkpoint is None and (declared_tag is not None or _looks_like_path(pretrained_arg)):
+            raise MissingModelError(f"OpenCLIP checkpoint file not found: {pretrained_arg}")
+        known = (
+            open_clip.list_pretrained_tags_by_model(model_name)
+            if hasattr(open_clip, "list_pretrained_tags_by_model")
+            else None
+        )
+        if model_name not in open_clip.list_models():
+            raise InvalidInputError(
+                f"OpenCLIP has no model {model_name!r}; e.g. ViT-H-14, ViT-bigG-14, ViT-B-32 (open_clip.list_models())"
             )
-            if known is not None and self.pretrained not in known:
-                raise InvalidInputError(
-                    f"OpenCLIP has no pretrained tag {self.pretrained!r} for {model_name}; known: {sorted(known)}"
-                )
+        tag = declared_tag if declared_tag is not None else (None if self._checkpoint else self.pretrained)
+        if tag is not None and weights_tag is not None and weights_tag != tag:
+            raise InvalidInputError(f"two weights tags given for {model_name}: {tag!r} and weights_tag={weights_tag!r}")
+        if tag is not None and known is not None and tag not in known:
+            raise InvalidInputError(f"OpenCLIP has no pretrained tag {tag!r} for {model_name}; known: {sorted(known)}")
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
+        if self._checkpoint is None and not allow_download and self._cached_checkpoint() is None:
+            raise MissingModelError(
+                f"OpenCLIP weights {model_name}/{self.pretrained} are not in the local cache "
+                f"({self.cache_dir or 'HF_HOME'}); pass a local checkpoint (open_clip:{model_name}/{self.pretrained}"
+                "@/path/to/file declares its tag), point HF_HOME or cache_dir at a cache that holds them, or "
+                "allow the download once (--allow-download, allow_download=True)"
+            )
         try:
-            with hub_offline(not allow_download):
+            with hub_offline(not allow_download), _quiet_root_logger():
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name,
                     pretrained=str(self._checkpoint) if self._checkpoint else self.pretrained,
                     precision=precision,
                     device=self.device,
-                    cache_dir=None if cache_dir is None else str(cache_dir),
+                    cache_dir=self.cache_dir,
                 )
-        except RuntimeError:
-            raise  # a genuine model error (unknown architecture, shape mismatch of a local checkpoint, ...)
+        except RuntimeError as exc:
+            msg = str(exc).strip()
+            first = msg.splitlines()[0][:200] if msg else type(exc).__name__
+            if "loading state_dict" in msg or "size mismatch" in msg or "Missing key" in msg:
+                detail = next((ln.strip() for ln in msg.splitlines()[1:] if ln.strip()), first)[:200]
+                raise ModelMismatchError(
+                    f"{self._checkpoint or self.pretrained} is not an OpenCLIP {model_name} checkpoint ({detail})"
+                ) from None
+            if "download" in msg.lower():
+                raise MissingModelError(
+                    f"OpenCLIP weights {model_name}/{self.pretrained} are not available locally ({first}); pass a "
+                    "local checkpoint file, or allow the download (--allow-download, allow_download=True)"
+                ) from None
+            raise
         except Exception as exc:  # hub errors when offline: LocalEntryNotFoundError, OSError, ...  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise MissingModelError(
-                f"OpenCLIP weights {model_name}/{self.pretrained} are not available locally ({type(exc).__name__}: "
-                f"{exc}). Either pass a local checkpoint file as pretrained=..., point HF_HOME (or cache_dir) to "
-                "a cache that holds them, or allow the download once with allow_download=True."
+                f"OpenCLIP weights {model_name}/{self.pretrained} cannot be loaded ({type(exc).__name__}: {first}). "
+                "Pass a local checkpoint file, point HF_HOME (or cache_dir) to a cache that holds them, or allow "
+                "the download once (--allow-download, allow_download=True)."
             ) from None
+        if weights_tag is None:
+            weights_tag = tag
         self.model = model.eval()
-        self.cache_dir = None if cache_dir is None else str(cache_dir)
         self._input_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)
@@ -430,8 +482,8 @@ class OpenClipEncoder(ImageEncoder):
             probe = self.model.encode_text(self.tokenizer(["a"]).to(self.device))
         self.dim = int(probe.shape[-1])
         self.name = f"open_clip:{model_name}/{self.pretrained}"
-        # A local copy of a published checkpoint may declare its tag (weights_tag="laion2b_s32b_b79k") so that
-        # its space matches generators conditioned on that tag; otherwise the file name is the tag.
+        # A local copy of a published checkpoint declares its tag ("<tag>@<file>" or weights_tag=...) so that its
+        # space matches generators conditioned on that tag; otherwise the file name is the tag.
         if weights_tag is None:
             weights_tag = self._checkpoint.name if self._checkpoint else self.pretrained
         self.space = f"open_clip:{model_name}/{weights_tag}"
@@ -455,7 +507,7 @@ class OpenClipEncoder(ImageEncoder):
             from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
             cfg = get_pretrained_cfg(self.model_name, self.pretrained)
-            with hub_offline(True):
+            with hub_offline(True), _quiet_root_logger():
                 path = download_pretrained(cfg, cache_dir=self.cache_dir) if cfg else ""
         except Exception:  # noqa: BLE001
             return None

@@ -35,8 +35,9 @@ KODAK_PIXELS = 768 * 512
 
 
 def default_n_atoms(n_items: int) -> int:
-    """Dictionary size used when none is given: about n/8 atoms, between 16 and 1024."""
-    return int(min(1024, max(16, n_items // 8)))
+    """Dictionary size used when none is given: about n/8 atoms, between 16 and 1024, and never more atoms
+    than items (a folder of 3 images gets 3)."""
+    return int(max(1, min(1024, max(16, n_items // 8), n_items)))
 
 
 def quantize_dictionary(D: np.ndarray, atom_bits: int) -> tuple[np.ndarray, float]:
@@ -53,6 +54,23 @@ def dequantize_dictionary(q: np.ndarray, step: float, atom_bits: int) -> np.ndar
     D = (q.astype(np.float32) - np.float32(levels)) * np.float32(step)
     norms = np.sqrt(np.sum(D * D, axis=1, dtype=np.float32), dtype=np.float32)
     return D / np.where(norms > 0, norms, np.float32(1))[:, None]
+
+
+def _check_atoms(q: np.ndarray, step: float, atom_bits: int, label: str) -> None:
+    """Refuse a dictionary that is not what :func:`quantize_dictionary` writes for unit atoms: the largest
+    value sits on the top level, and every atom's norm is 1 within the rounding (sqrt(dim) * step / 2). A
+    header whose ``dim``, ``n_atoms`` or ``atom_step`` lies about the stored values fails this."""
+    levels = 2 ** (atom_bits - 1) - 1
+    v = q.astype(np.float64) - levels
+    if q.size and np.abs(v).max() != levels:
+        raise CorruptedSectionError(f"{label}: the dictionary's values do not reach the top level of atom_bits")
+    norms = np.sqrt(np.sum(v * v, axis=1)) * step
+    slack = np.sqrt(q.shape[1]) * step / 2 + 1e-6
+    bad = np.flatnonzero(np.abs(norms - 1) > slack)
+    if bad.size:
+        raise CorruptedSectionError(
+            f"{label}: atom {int(bad[0])} has norm {norms[bad[0]]:.4g}, not 1: the dictionary does not match "
+            "dim, n_atoms and atom_step")
 
 
 @dataclass
@@ -390,6 +408,7 @@ class CollectionCodec:
             raise CorruptedSectionError(f"{container.label}: collection parameters are out of range")
         container.check_values(n_atoms * d, f"dictionary numbers ({n_atoms} atoms x {d} dimensions)")
         qD = decode_symbols(blob[4 + m_len :], dict_model, n_atoms * d).reshape(n_atoms, d)
+        _check_atoms(qD, atom_step, self.atom_bits, container.label)
         D = dequantize_dictionary(qD, atom_step, self.atom_bits)
         models = EntropyModels.from_bytes(container.read("models"))
         if (models.index.num_symbols != n_atoms or models.count.num_symbols != self.sparsity

@@ -532,16 +532,26 @@ class Container:
         self.header_size = PREAMBLE_SIZE + info.record_size
 
     def _parse_header_json(self, payload: bytes) -> dict:
+        def typed(value, kind: type, what: str):
+            # JSON types as written: a string is not a number, a number not a string, a bool not an int
+            if type(value) is not kind:
+                raise TypeError(f"{what} must be {kind.__name__}, got {type(value).__name__}")
+            return value
+
         try:
             meta = json.loads(payload.decode("utf-8"))
+            typed(meta, dict, "the header")
+            models = [typed(m, dict, "a model") for m in typed(meta["models"], list, "models")]
             self.header = Header(
-                codec=str(meta["codec"]),
-                params=dict(meta["params"]),
-                models=[ModelRef(str(m["role"]), str(m["name"]), str(m["fingerprint"])) for m in meta["models"]],
-                n_items=int(meta["n_items"]),
-                writer=str(meta.get("writer", "")),
+                codec=typed(meta["codec"], str, "codec"),
+                params=typed(meta["params"], dict, "params"),
+                models=[ModelRef(typed(m["role"], str, "a model role"), typed(m["name"], str, "a model name"),
+                                 typed(m["fingerprint"], str, "a model fingerprint")) for m in models],
+                n_items=typed(meta["n_items"], int, "n_items"),
+                writer=typed(meta.get("writer", ""), str, "writer"),
             )
-            sections = [(int(t), str(n)) for t, n in meta["sections"]]
+            sections = [(typed(t, int, "a section type"), typed(n, str, "a section name"))
+                        for t, n in typed(meta["sections"], list, "sections")]
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:  # int(inf): Overflow
             raise CorruptedSectionError(f"{self.label}: header is malformed ({exc})") from None
         except RecursionError:  # JSON nested thousands deep

@@ -43,6 +43,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 FLOAT32_MIN_NORMAL = 2.0**-126
 INT64_MAX = 2**63 - 1
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_HEX = re.compile("[0-9a-fA-F]+")
 
 
 # ------------------------------------------------------------------------------------------ field kinds
@@ -85,6 +86,18 @@ class Text:
         if not isinstance(v, str) or not self.min_len <= len(v) <= self.max_len or _CONTROL.search(v):
             return f"printable text of {self.min_len} to {self.max_len} characters"
         return None
+
+
+@dataclass(frozen=True)
+class Hex:
+    """Hexadecimal text of exactly ``length`` digits (a fingerprint)."""
+
+    length: int
+
+    def problem(self, v: Any) -> str | None:
+        if isinstance(v, str) and len(v) == self.length and _HEX.fullmatch(v):
+            return None
+        return f"{self.length} hexadecimal digits"
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,16 @@ _IMAGE_TEXT_FIELDS = {
     "captioner": Text(4096),
     "lic_spec": Text(4096, 1),
     "language_spec": Text(4096, 1),
+    # optional: a caption-model adapter (name + SHA-256 of its weights) the captions were coded with
+    "caption_adapter": Text(4096, 1),
+    "caption_adapter_fingerprint": Hex(64),
 }
+
+
+def _image_text_adapter(p: dict) -> str | None:
+    if ("caption_adapter" in p) != ("caption_adapter_fingerprint" in p):
+        return "params.caption_adapter and params.caption_adapter_fingerprint go together: one is missing"
+    return None
 
 
 def _image_text_10(p: dict) -> str | None:
@@ -237,7 +259,7 @@ IMAGE_TEXT_10 = CodecSchema(
     models={"lic": True, "language": True},
     blobs=(),
     block_items=lambda p: (1, 1),
-    rules=(_image_text_10,),
+    rules=(_image_text_10, _image_text_adapter),
 )
 IMAGE_TEXT_11 = CodecSchema(
     params=Record(_IMAGE_TEXT_FIELDS, frozenset({"scale", "pixels_per_item", "caption_prompt", "refiner",
@@ -245,6 +267,7 @@ IMAGE_TEXT_11 = CodecSchema(
     models={"lic": True, "language": True},
     blobs=(),
     block_items=lambda p: (1, 1),
+    rules=(_image_text_adapter,),
 )
 
 SCHEMAS: dict[tuple[str, tuple[int, int]], CodecSchema] = {

@@ -90,7 +90,13 @@ def output_folder(path: str | os.PathLike, force: bool = False, inputs: Iterable
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(target)) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:  # name the file the user asked for, not its place in the temporary folder
+            name = str(exc.filename or "")
+            if exc.errno is not None and name.startswith(str(tmp)):
+                raise OSError(exc.errno, exc.strerror, str(target) + name[len(str(tmp)):]) from None
+            raise
         try:
             os.rename(tmp, target)
         except OSError as exc:

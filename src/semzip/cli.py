@@ -49,8 +49,18 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    models: Annotated[list[Path] | None, typer.Option(
+        "--models", help="Folder holding model folders/files named in specs or archives (repeatable; also "
+        "$SEMZIP_MODEL_PATH). Archives record model names and fingerprints, never paths.")] = None,
+    allow_download: Annotated[bool, typer.Option(
+        "--allow-download", help="Let model loaders download missing weights from their hub (off by default; "
+        "also $SEMZIP_ALLOW_DOWNLOAD=1).")] = False,
 ) -> None:
-    pass
+    from semzip.models.registry import add_model_dirs, allow_downloads
+
+    _friendly(add_model_dirs)(models or [])
+    if allow_download:
+        allow_downloads(True)
 
 
 def _skip_reporter(skipped: list):

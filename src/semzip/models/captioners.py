@@ -252,16 +252,17 @@ class _TransformersCaptioner(Captioner):
         allow_download: bool,
         trust_remote_code: bool = False,
     ) -> None:
-        from semzip.models.encoders import dtype_kwarg, hub_offline, resolve_device, resolve_dtype
+        from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, resolve_device, resolve_dtype
 
         self.path = str(path)
         local = Path(self.path).expanduser()
         if not allow_download and not local.is_dir():
-            raise MissingModelError(
-                f"{self.what} folder not found: {self.path}. Pass a local folder saved with save_pretrained "
-                "(config.json, weights, processor and tokenizer files), or a hub id with allow_download=True. "
-                f"Without a model: {NO_OFFLINE_CAPTIONER}."
-            )
+            local = Path(hub_folder(  # a hub id from the local hub cache, else MissingModelError
+                self.path, False, self.what,
+                "Pass a local folder saved with save_pretrained (config.json, weights, processor and tokenizer "
+                f"files), or a hub id with --allow-download (allow_download=True). Without a model: "
+                f"{NO_OFFLINE_CAPTIONER}",
+            ))
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise InvalidInputError("batch_size must be positive")

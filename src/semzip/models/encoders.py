@@ -184,6 +184,36 @@ def _looks_like_path(s: str) -> bool:
     return s.startswith((".", "/", "~")) or os.sep in s or Path(s).exists()
 
 
+def is_hub_id(s: str) -> bool:
+    """``owner/name`` (a Hugging Face hub id) that is not a path here."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not Path(s).expanduser().exists()
+
+
+def hub_folder(spec: str, allow_download: bool, what: str, hint: str) -> str:
+    """Where to load ``spec`` from: a local folder as is; a hub id from the local hub cache (its snapshot
+    folder), or, when downloads are allowed, the id itself (fetched on load). Anything else: MissingModelError."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return str(local)
+    if is_hub_id(spec):
+        if allow_download:
+            return spec
+        try:
+            from huggingface_hub import snapshot_download
+
+            with hub_offline(True):
+                return str(snapshot_download(spec, local_files_only=True))
+        except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and friends
+            raise MissingModelError(
+                f"{what} {spec!r} is not in the local hub cache (HF_HOME); allow the download once with "
+                f"--allow-download (allow_download=True), or pass a local folder. {hint}."
+            ) from None
+    raise MissingModelError(f"{what} folder not found: {spec}. {hint}, or allow the download of a hub id with "
+                            "--allow-download.")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # transformers CLIP
 
@@ -207,18 +237,17 @@ class HFClipEncoder(ImageEncoder):
         self.batch_size = batch_size
         self.allow_download = allow_download
         local = Path(self.path).expanduser()
-        if not allow_download and not local.is_dir():
-            raise MissingModelError(
-                f"CLIP model folder not found: {self.path}. Pass the path of a local folder saved with "
-                "save_pretrained (config.json + model.safetensors + processor files), or a hub id such as "
-                "'openai/clip-vit-base-patch32' with allow_download=True (cached under HF_HOME)."
-            )
+        src = hub_folder(
+            self.path, allow_download, "CLIP model",
+            "Pass a local folder saved with save_pretrained (config.json + model.safetensors + processor files) "
+            "or a hub id such as 'openai/clip-vit-base-patch32' that is in the local hub cache (HF_HOME)",
+        )
         import torch
         import transformers
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        src = str(local) if local.is_dir() else self.path
+        self._src = src
         kw = {"local_files_only": not allow_download}
         try:
             with hub_offline(not allow_download):
@@ -237,7 +266,8 @@ class HFClipEncoder(ImageEncoder):
         self.model = model.to(self.device).eval()
         self._torch = torch
         self.dim = int(config.projection_dim)
-        self.name = f"hf:{self.path}"
+        # archives record the folder's name (found again through the model search path) or the hub id
+        self.name = f"hf:{local.name}" if local.is_dir() else f"hf:{self.path}"
         proc = self.image_processor
         size = proc.crop_size if getattr(proc, "do_center_crop", False) and proc.crop_size else proc.size
         tag = Path(self.path).name if local.is_dir() else self.path
@@ -264,7 +294,7 @@ class HFClipEncoder(ImageEncoder):
         if self._fingerprint is None:
             from semzip.models.fingerprint import fingerprint_loaded
 
-            self._fingerprint = fingerprint_loaded(self.path, self.model)
+            self._fingerprint = fingerprint_loaded(self._src, self.model)
         return self._fingerprint
 
     def _encode_image_batch(self, images: list[np.ndarray]) -> np.ndarray:
@@ -481,7 +511,12 @@ class OpenClipEncoder(ImageEncoder):
         with torch.inference_mode():
             probe = self.model.encode_text(self.tokenizer(["a"]).to(self.device))
         self.dim = int(probe.shape[-1])
-        self.name = f"open_clip:{model_name}/{self.pretrained}"
+        # archives record the checkpoint's file name (found again through the model search path), or the tag
+        if self._checkpoint is not None:
+            portable = self._checkpoint.name if declared_tag is None else f"{declared_tag}@{self._checkpoint.name}"
+        else:
+            portable = self.pretrained
+        self.name = f"open_clip:{model_name}/{portable}"
         # A local copy of a published checkpoint declares its tag ("<tag>@<file>" or weights_tag=...) so that its
         # space matches generators conditioned on that tag; otherwise the file name is the tag.
         if weights_tag is None:

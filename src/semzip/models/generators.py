@@ -128,11 +128,13 @@ def _local_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
 def load_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
                   allow_download: bool = False) -> tuple[Any, Path]:
     """Load a diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default."""
-    from semzip.models.encoders import dtype_kwarg, hub_offline
+    from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, is_hub_id
 
     local = Path(path).expanduser()
+    if not allow_download and not local.exists() and is_hub_id(str(path)):
+        local = Path(hub_folder(str(path), False, what, hint))  # a hub id from the local cache
     if not allow_download or local.exists():
-        local = _local_folder(path, what, hint)
+        local = _local_folder(local, what, hint)
     import diffusers
 
     src = str(local) if local.exists() else str(path)
@@ -272,7 +274,7 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         self.pipe, local = load_pipeline(
             "StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
             "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
-            "or pass allow_download=True with a hub id.", self.dtype, self.device, allow_download,
+            "or pass a hub id with --allow-download (allow_download=True).", self.dtype, self.device, allow_download,
         )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
         self.noise_level = int(noise_level)
@@ -344,7 +346,7 @@ class KandinskyV22Generator(_DiffusersGenerator):
         self.pipe, local = load_pipeline(
             "KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
             "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
-            "or pass allow_download=True with a hub id.", self.dtype, self.device, allow_download,
+            "or pass a hub id with --allow-download (allow_download=True).", self.dtype, self.device, allow_download,
         )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
         unet_cfg = self.pipe.unet.config

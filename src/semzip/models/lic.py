@@ -1164,14 +1164,21 @@ def load_lic(spec: str = "tiny", **kw: Any) -> LearnedImageCodec:
     ``compressai:<arch>:<quality>`` | ``compressai:<arch>:<checkpoint file>``."""
     if not isinstance(spec, str) or not spec:
         raise InvalidInputError("LIC spec must be a non-empty string")
+    from semzip.models.registry import _searched, downloads_allowed, locate
+
     kind, _, arg = spec.partition(":")
-    if kind == "tiny":
-        return TinyHyperprior.from_file(arg) if arg else TinyHyperprior.default()
-    if kind == "compressai":
-        arch, _, q = arg.partition(":")
-        if q.isdigit():
-            return CompressAILIC(arch, int(q), **kw)
-        return CompressAILIC(arch, 1, checkpoint=q or None, **kw)
+    try:
+        if kind == "tiny":
+            return TinyHyperprior.from_file(locate(arg)) if arg else TinyHyperprior.default()
+        if kind == "compressai":
+            arch, _, q = arg.partition(":")
+            if "allow_download" not in kw and downloads_allowed():
+                kw = {**kw, "allow_download": True}
+            if q.isdigit():
+                return CompressAILIC(arch, int(q), **kw)
+            return CompressAILIC(arch, 1, checkpoint=locate(q) if q else None, **kw)
+    except MissingModelError as exc:
+        raise _searched(exc) from None
     raise InvalidInputError(
         f"unknown LIC {spec!r}; use tiny, tiny:<weights.safetensors>, compressai:<arch>:<quality> or "
         "compressai:<arch>:<checkpoint>"

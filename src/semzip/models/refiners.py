@@ -153,12 +153,14 @@ class IdentityRefiner(Refiner):
 def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
           allow_download: bool, **components: Any) -> tuple[Any, Path | str]:
     """A diffusers pipeline by class name from a local folder (or the hub if allowed), safety checker off."""
-    from semzip.models.encoders import dtype_kwarg, hub_offline
+    from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, is_hub_id
     from semzip.models.generators import _local_folder
 
     local = Path(path).expanduser()
+    if not allow_download and not local.exists() and is_hub_id(str(path)):
+        local = Path(hub_folder(str(path), False, what, hint))  # a hub id from the local cache
     if not allow_download or local.exists():
-        local = _local_folder(path, what, hint)
+        local = _local_folder(local, what, hint)
     import diffusers
 
     src = str(local) if local.exists() else str(path)
@@ -181,7 +183,7 @@ def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: A
 
 _SD_HINT = (
     "Save a Stable Diffusion 1.x/2.x pipeline (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) with "
-    "save_pretrained on a machine with access, or pass allow_download=True with a hub id."
+    "save_pretrained on a machine with access, or pass a hub id with --allow-download (allow_download=True)."
 )
 
 

@@ -4,14 +4,94 @@ Encoders:   ``thumbnail`` | ``thumbnail:<grid>`` | ``open_clip:<model>/<tag-or-c
 Generators: ``thumbnail`` | ``thumbnail:<grid>`` | ``stable-unclip:<path>`` | ``kandinsky22:<decoder path>``
 
 Loaders import their heavy dependencies only when called. Keyword arguments go to the backend's constructor.
+
+Where weights live is the user's to say when loading, not the archive's: archives record a model's portable
+name (a folder's or file's *name*, a hub id, a tag) and its fingerprint. A name that is not a path here is
+looked up in the model folders: ``--models DIR`` on the command line (:func:`add_model_dirs`), then
+``$SEMZIP_MODEL_PATH`` (folders separated by ``os.pathsep``); the fingerprint check then refuses a wrong file.
+Downloads are off unless asked (``--allow-download``, ``$SEMZIP_ALLOW_DOWNLOAD=1`` or ``allow_download=True``).
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from semzip.errors import InvalidInputError
+from semzip.errors import InvalidInputError, MissingModelError
+
+MODEL_PATH_ENV = "SEMZIP_MODEL_PATH"
+ALLOW_DOWNLOAD_ENV = "SEMZIP_ALLOW_DOWNLOAD"
+_MODEL_DIRS: list[Path] = []
+_ALLOW_DOWNLOAD: list[bool] = []
+
+
+def add_model_dirs(dirs: list[str | os.PathLike] | tuple[str | os.PathLike, ...]) -> None:
+    """Folders searched first for model folders/files named without a usable path (``--models``)."""
+    for d in dirs:
+        p = Path(d).expanduser()
+        if not p.is_dir():
+            raise InvalidInputError(f"model folder not found: {d}")
+        if p not in _MODEL_DIRS:
+            _MODEL_DIRS.append(p)
+
+
+def model_dirs() -> list[Path]:
+    """The model search path: ``--models`` folders, then ``$SEMZIP_MODEL_PATH``."""
+    env = [Path(d).expanduser() for d in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if d.strip()]
+    return _MODEL_DIRS + [d for d in env if d not in _MODEL_DIRS]
+
+
+def allow_downloads(allowed: bool = True) -> None:
+    """Let loaders download missing weights from their hub (the CLI's ``--allow-download``)."""
+    _ALLOW_DOWNLOAD[:] = [bool(allowed)]
+
+
+def downloads_allowed() -> bool:
+    """Whether loaders may download: :func:`allow_downloads`, else ``$SEMZIP_ALLOW_DOWNLOAD`` (1/true/yes)."""
+    if _ALLOW_DOWNLOAD:
+        return _ALLOW_DOWNLOAD[0]
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def locate(arg: str) -> str:
+    """``arg`` itself if it exists here, else the first model folder holding it (as given, then by its name);
+    unchanged when found nowhere (a hub id or tag, or a missing file the loader reports)."""
+    p = Path(arg).expanduser()
+    if p.exists():
+        return arg
+    for d in model_dirs():
+        for cand in (d / arg, d / p.name):
+            if p.name and cand.exists():
+                return str(cand)
+    return arg
+
+
+def portable_name(path: str | os.PathLike) -> str:
+    """What an archive records for a local model file or folder: its name only (the search path finds it)."""
+    return Path(path).expanduser().name or str(path)
+
+
+def _with_defaults(loader: Loader, kw: dict[str, Any]) -> dict[str, Any]:
+    """``allow_download`` from the global switch for loaders whose backend takes it."""
+    if "allow_download" not in kw and downloads_allowed():
+        try:
+            params = inspect.signature(loader).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "allow_download" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kw = {**kw, "allow_download": True}
+    return kw
+
+
+def _searched(exc: MissingModelError) -> MissingModelError:
+    dirs = model_dirs()
+    where = ", ".join(str(d) for d in dirs) if dirs else "none given"
+    return MissingModelError(
+        f"{exc} [model folders searched: {where}; name one with --models DIR or ${MODEL_PATH_ENV}]"
+    )
 
 Loader = Callable[..., Any]
 
@@ -49,16 +129,23 @@ def _split(spec: str, table: dict[str, tuple[Loader, str]], kind: str) -> tuple[
     return table[prefix][0], (arg if sep else None)
 
 
+def _load(loader: Loader, arg: str | None, kw: dict[str, Any]) -> Any:
+    try:
+        return loader(arg, **_with_defaults(loader, kw))
+    except MissingModelError as exc:
+        raise _searched(exc) from None
+
+
 def load_encoder(spec: str = "thumbnail", **kw: Any) -> Any:
     """Build the ``ImageEncoder`` named by ``spec`` (e.g. ``"thumbnail"``, ``"hf:/models/clip-vit-b32"``)."""
     loader, arg = _split(spec, _ENCODERS, "encoder")
-    return loader(arg, **kw)
+    return _load(loader, arg, kw)
 
 
 def load_generator(spec: str = "thumbnail", **kw: Any) -> Any:
     """Build the ``ImageGenerator`` named by ``spec`` (e.g. ``"thumbnail"``, ``"kandinsky22:/models/k22"``)."""
     loader, arg = _split(spec, _GENERATORS, "generator")
-    return loader(arg, **kw)
+    return _load(loader, arg, kw)
 
 
 def _grid(arg: str | None) -> int:
@@ -90,13 +177,28 @@ def _open_clip_encoder(arg: str | None, **kw: Any) -> Any:
     if not arg:
         return OpenClipEncoder(OPENCLIP_DEFAULT_MODEL, OPENCLIP_DEFAULT_PRETRAINED, **kw)
     model, sep, pretrained = arg.partition("/")
-    return OpenClipEncoder(model, pretrained if sep and pretrained else OPENCLIP_DEFAULT_PRETRAINED, **kw)
+    return OpenClipEncoder(model, _locate_pretrained(pretrained) if sep and pretrained else OPENCLIP_DEFAULT_PRETRAINED,
+                           **kw)
+
+
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".tar", ".ckpt")
+
+
+def _locate_pretrained(pretrained: str) -> str:
+    """An OpenCLIP ``pretrained``: a tag stays a tag; a file (or the file of ``<tag>@<file>``) is located."""
+    from semzip.models.encoders import split_weights_tag
+
+    path, tag = split_weights_tag(pretrained)
+    if tag is None and not (os.sep in path or "/" in path or path.lower().endswith(_WEIGHT_SUFFIXES)):
+        return pretrained
+    found = locate(path)
+    return found if tag is None else f"{tag}@{found}"
 
 
 def _hf_encoder(arg: str | None, **kw: Any) -> Any:
     from semzip.models.encoders import HFClipEncoder
 
-    return HFClipEncoder(_need(arg, "hf:<local folder or hub id>"), **kw)
+    return HFClipEncoder(locate(_need(arg, "hf:<local folder or hub id>")), **kw)
 
 
 def _thumbnail_generator(arg: str | None, **kw: Any) -> Any:
@@ -108,13 +210,13 @@ def _thumbnail_generator(arg: str | None, **kw: Any) -> Any:
 def _stable_unclip(arg: str | None, **kw: Any) -> Any:
     from semzip.models.generators import StableUnCLIPGenerator
 
-    return StableUnCLIPGenerator(_need(arg, "stable-unclip:<pipeline folder>"), **kw)
+    return StableUnCLIPGenerator(locate(_need(arg, "stable-unclip:<pipeline folder>")), **kw)
 
 
 def _kandinsky22(arg: str | None, **kw: Any) -> Any:
     from semzip.models.generators import KandinskyV22Generator
 
-    return KandinskyV22Generator(_need(arg, "kandinsky22:<decoder pipeline folder>"), **kw)
+    return KandinskyV22Generator(locate(_need(arg, "kandinsky22:<decoder pipeline folder>")), **kw)
 
 
 register_encoder(
@@ -175,7 +277,7 @@ def load_captioner(spec: str | None = "sidecar", **kw: Any) -> Any:
     if spec is None:
         spec = "sidecar"
     loader, arg = _split(spec, _CAPTIONERS, "captioner")
-    return loader(arg, **kw)
+    return _load(loader, arg, kw)
 
 
 def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
@@ -183,7 +285,7 @@ def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
     if spec is None:
         spec = "identity"
     loader, arg = _split(spec, _REFINERS, "refiner")
-    return loader(arg, **kw)
+    return _load(loader, arg, kw)
 
 
 def _sidecar_captioner(arg: str | None, **kw: Any) -> Any:
@@ -195,13 +297,13 @@ def _sidecar_captioner(arg: str | None, **kw: Any) -> Any:
 def _hf_captioner(arg: str | None, **kw: Any) -> Any:
     from semzip.models.captioners import HFCaptioner
 
-    return HFCaptioner(_need(arg, "hf:<captioner folder or hub id>"), **kw)
+    return HFCaptioner(locate(_need(arg, "hf:<captioner folder or hub id>")), **kw)
 
 
 def _chat_captioner(arg: str | None, **kw: Any) -> Any:
     from semzip.models.captioners import ChatCaptioner
 
-    return ChatCaptioner(_need(arg, "chat:<multimodal chat model folder or hub id>"), **kw)
+    return ChatCaptioner(locate(_need(arg, "chat:<multimodal chat model folder or hub id>")), **kw)
 
 
 def _identity_refiner(arg: str | None, **kw: Any) -> Any:
@@ -215,7 +317,7 @@ def _identity_refiner(arg: str | None, **kw: Any) -> Any:
 def _sd_img2img(arg: str | None, **kw: Any) -> Any:
     from semzip.models.refiners import SDImg2ImgRefiner
 
-    return SDImg2ImgRefiner(_need(arg, "sd-img2img:<pipeline folder>"), **kw)
+    return SDImg2ImgRefiner(locate(_need(arg, "sd-img2img:<pipeline folder>")), **kw)
 
 
 def _controlnet_tile(arg: str | None, **kw: Any) -> Any:
@@ -225,7 +327,7 @@ def _controlnet_tile(arg: str | None, **kw: Any) -> Any:
     sd, sep, cn = _need(arg, usage).rpartition(",")
     if not sep or not sd or not cn:
         raise InvalidInputError(f"missing argument: use {usage}")
-    return ControlNetTileRefiner(sd, cn, **kw)
+    return ControlNetTileRefiner(locate(sd), locate(cn), **kw)
 
 
 register_captioner(

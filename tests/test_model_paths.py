@@ -1,0 +1,149 @@
+"""Where weights live is the user's to say at load time: archives record model names and fingerprints, never
+paths; `--models` / $SEMZIP_MODEL_PATH find them again; the fingerprint refuses a wrong file; hub ids load from
+a warm cache without `--allow-download`; small folders compress."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
+from semzip.models import registry
+
+
+def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from semzip.cli import main; main()", *args], cwd=cwd, check=False,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def _folder(path: Path, n: int = 3) -> Path:
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(path / f"img{i}.png")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry(monkeypatch):
+    monkeypatch.delenv(registry.MODEL_PATH_ENV, raising=False)
+    monkeypatch.delenv(registry.ALLOW_DOWNLOAD_ENV, raising=False)
+    monkeypatch.setattr(registry, "_MODEL_DIRS", [])
+    monkeypatch.setattr(registry, "_ALLOW_DOWNLOAD", [])
+
+
+def test_locate_searches_the_model_folders(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "clip").mkdir(parents=True)
+    (tmp_path / "b" / "ckpt.pt").write_bytes(b"x")
+    assert registry.locate("clip") == "clip"  # found nowhere: unchanged, the loader reports it
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    assert registry.locate("clip") == str(tmp_path / "b" / "clip")
+    assert registry.locate("/gone/elsewhere/ckpt.pt") == str(tmp_path / "b" / "ckpt.pt")  # a moved file, by name
+    assert registry.locate(str(tmp_path / "a")) == str(tmp_path / "a")  # an existing path is used as is
+    registry.add_model_dirs([tmp_path / "a"])
+    assert registry.model_dirs()[0] == tmp_path / "a"
+    with pytest.raises(InvalidInputError, match="model folder not found"):
+        registry.add_model_dirs([tmp_path / "nope"])
+    assert registry.portable_name(tmp_path / "b" / "ckpt.pt") == "ckpt.pt"
+
+
+def test_allow_download_reaches_the_loaders(monkeypatch):
+    seen = {}
+
+    def loader(arg, allow_download=False):
+        seen["allow_download"] = allow_download
+        return arg
+
+    monkeypatch.setitem(registry._ENCODERS, "fake", (loader, "fake"))
+    registry.load_encoder("fake:x")
+    assert seen == {"allow_download": False}
+    monkeypatch.setenv(registry.ALLOW_DOWNLOAD_ENV, "1")
+    registry.load_encoder("fake:x")
+    assert seen == {"allow_download": True}
+    registry.allow_downloads(False)  # the explicit switch wins over the environment
+    registry.load_encoder("fake:x")
+    assert seen == {"allow_download": False}
+
+
+def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch):
+    """A 3-image folder compressed with a CLIP folder given by absolute path: the archive holds the folder's
+    name, not the path; search from elsewhere needs --models / $SEMZIP_MODEL_PATH, and another model of the
+    same name is refused by its fingerprint."""
+    pytest.importorskip("transformers")
+    from test_encoders import _save_tiny_clip
+
+    from semzip import api
+    from semzip.format import open_archive
+
+    clip = _save_tiny_clip(tmp_path / "weights" / "tiny-clip", seed=0)
+    other = _save_tiny_clip(tmp_path / "other" / "tiny-clip", seed=1)
+    arc = tmp_path / "c.smz"
+    api.compress_folder(_folder(tmp_path / "imgs"), arc, encoder=f"hf:{clip}")  # 3 items < 16 default atoms
+    with open_archive(arc) as c:
+        ref = c.header.model("encoder")
+        n_atoms = c.header.params.get("n_atoms")
+    assert ref.name == "hf:tiny-clip" and n_atoms == 3
+    assert str(tmp_path).encode() not in arc.read_bytes()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(MissingModelError, match="--models DIR"):
+        api.embed_concepts(arc, ["a cat"])
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path / "other"))
+    with pytest.raises(ModelMismatchError):
+        api.embed_concepts(arc, ["a cat"])
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path / "weights"))
+    assert api.embed_concepts(arc, ["a cat"]).shape == (1, 16)
+    # the command line: one error line without the folder, results with --models
+    monkeypatch.delenv(registry.MODEL_PATH_ENV)
+    r = _cli("search", str(arc), "a cat", cwd=work)
+    assert r.returncode == 2 and "--models" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = _cli("--models", str(tmp_path / "weights"), "search", str(arc), "a cat", "--top", "2", cwd=work)
+    assert r.returncode == 0 and "img" in r.stdout, r.stderr[-1500:]
+    assert other.is_dir()
+
+
+def test_hub_id_loads_from_a_warm_cache_and_asks_for_allow_download_when_cold(tmp_path):
+    pytest.importorskip("transformers")
+    from test_encoders import _save_tiny_clip
+
+    hf_home = tmp_path / "hf"
+    snap = hf_home / "hub" / "models--semzip-test--tiny-clip"
+    (snap / "refs").mkdir(parents=True)
+    (snap / "refs" / "main").write_text("1" * 40)
+    _save_tiny_clip(snap / "snapshots" / ("1" * 40), seed=0)
+    imgs = _folder(tmp_path / "imgs")
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0"}
+    r = _cli("compress", str(imgs), "-o", str(tmp_path / "a.smz"), "--encoder", "hf:semzip-test/tiny-clip", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = _cli("info", str(tmp_path / "a.smz"), "--json", env=env)
+    assert "hf:semzip-test/tiny-clip" in r.stdout
+    r = _cli("compress", str(imgs), "-o", str(tmp_path / "b.smz"), "--encoder", "hf:semzip-test/absent", env=env)
+    assert r.returncode == 2 and "--allow-download" in r.stderr and "allow_download=True)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_moved_lic_checkpoint_is_found_by_name(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from semzip.models.lic import DEFAULT_WEIGHTS, load_lic
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip("default LIC weights not built")
+    shutil.copy(DEFAULT_WEIGHTS, tmp_path / "my-lic.safetensors")
+    monkeypatch.chdir(tmp_path)
+    a = load_lic("tiny:my-lic.safetensors")
+    (tmp_path / "models").mkdir()
+    shutil.move(tmp_path / "my-lic.safetensors", tmp_path / "models" / "my-lic.safetensors")
+    with pytest.raises(MissingModelError, match="SEMZIP_MODEL_PATH"):
+        load_lic("tiny:my-lic.safetensors")
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path / "models"))
+    assert load_lic("tiny:my-lic.safetensors").fingerprint == a.fingerprint

@@ -55,14 +55,15 @@ def _parse_qualities(s: str | None) -> dict[str, list[int]] | None:
 def eval_command(
     dataset: Annotated[Path, typer.Option(help="Folder of images (Kodak / CLIC layouts recognised) or a CSV of image paths [,caption].")],
     out: Annotated[Path, typer.Option(help="Output folder: results.json/csv, RD plots, report.html, cache/.")] = Path("eval_out"),
-    codecs: Annotated[str, typer.Option(help="Comma list: jpeg, webp, avif, collection, compressai[:ARCH].")] = "jpeg,webp,avif,collection",
+    codecs: Annotated[str, typer.Option(help="Comma list: jpeg, webp, avif, collection, image-text, compressai[:ARCH] (any zoo image architecture, e.g. compressai:cheng2020-attn).")] = "jpeg,webp,avif,collection",
     metrics: Annotated[str, typer.Option(help="Comma list: psnr, ssim, ms-ssim, lpips (=lpips-alex), lpips-vgg, dists, fid, kid, clip, clip-text.")] = "psnr,ms-ssim,lpips,clip",
     captions: Annotated[Path | None, typer.Option(help="CSV image,caption for clip-text (matched on file names).")] = None,
     encoder: Annotated[str, typer.Option(help="Encoder for the collection codec and the clip metrics (thumbnail = offline colour layout, reported as thumbnail-sim; hf:PATH for CLIP).")] = "thumbnail",
+    generator: Annotated[str | None, typer.Option(help="Generator that renders the collection codec's embeddings (e.g. stable-unclip:DIR for OpenCLIP ViT-H-14); default: the encoder space's offline renderer, else the codec is reported not measured.")] = None,
     anchor: Annotated[str, typer.Option(help="Codec that BD-rates are computed against.")] = "jpeg",
     device: Annotated[str, typer.Option(help="cpu or cuda for the metrics.")] = "cpu",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images (quick runs).")] = None,
-    qualities: Annotated[str | None, typer.Option(help="Override quality sweeps, e.g. 'jpeg=1,10,50;webp=0,20'.")] = None,
+    qualities: Annotated[str | None, typer.Option(help="Override quality sweeps, e.g. 'jpeg=1,10,50;webp=0,20;compressai=1,2' (compressai:ARCH=... for one architecture).")] = None,
     collection_points: Annotated[str | None, typer.Option(help="Collection rate points as ATOMSxSPARSITY, e.g. 2x1,4x1,8x2.")] = None,
     lpips_backbone: Annotated[Path | None, typer.Option(help="torchvision AlexNet/VGG16 checkpoint for LPIPS/DISTS (else $SEMZIP_ALEXNET_WEIGHTS / $SEMZIP_VGG16_WEIGHTS / torch hub cache).")] = None,
     inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity InceptionV3 weights for FID/KID (else $SEMZIP_INCEPTION_WEIGHTS / hub cache).")] = None,
@@ -80,7 +81,7 @@ def eval_command(
     s = run_eval(dataset, out, codecs=_split(codecs), metrics=_split(metrics), captions=captions, encoder=encoder,
                  device=device, anchor=anchor, limit=limit, metric_options=opts,
                  collection_points=_parse_points(collection_points), qualities=_parse_qualities(qualities),
-                 progress=progress)
+                 generator=generator, progress=progress)
     r = s.results
     measured = [n for n in r["metrics"] if n not in r["unavailable_metrics"]]
     t = Table(title=f"{r['dataset']['name']}: {r['dataset']['n_images']} images")

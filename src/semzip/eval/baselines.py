@@ -124,24 +124,34 @@ class PillowCodec(Codec):
 
 
 class CompressAICodec(Codec):
-    """A CompressAI zoo model (e.g. ``bmshj2018-hyperprior``), quality levels 1..8, real entropy-coded bytes.
+    """A CompressAI zoo model (any image architecture of the zoo), quality levels, real entropy-coded bytes.
 
-    Runs only where compressai imports and the zoo's weight file is already in torch's hub cache (nothing is
-    downloaded). The byte count is the sum of the model's strings plus 4 bytes per image for its shape.
+    Runs through :class:`semzip.models.lic.CompressAILIC` (stored CDF tables used, missing ones computed)
+    where compressai imports and the zoo's weight files are in torch's hub cache; nothing is downloaded
+    unless downloads are allowed (``--allow-download``). The byte count is the model's strings plus 4 bytes
+    per image for its size.
     """
 
     def __init__(self, arch: str = "bmshj2018-hyperprior", metric: str = "mse",
-                 qualities: Sequence[int] = (1, 2, 3, 4, 5, 6), device: str = "cpu") -> None:
-        self.arch, self.metric, self.qualities, self.device = arch, metric, tuple(qualities), device
+                 qualities: Sequence[int] | None = None, device: str = "cpu") -> None:
+        from semzip.models.lic import COMPRESSAI_QUALITIES
+
+        if arch not in COMPRESSAI_QUALITIES:
+            raise InvalidInputError(f"unknown CompressAI architecture {arch!r}; known: {', '.join(COMPRESSAI_QUALITIES)}")
+        top = COMPRESSAI_QUALITIES[arch]
+        self.arch, self.metric, self.device = arch, metric, device
+        self.qualities = tuple(qualities) if qualities is not None else tuple(range(1, min(top, 6) + 1))
         self.name = f"compressai:{arch}"
         self.description = f"CompressAI zoo {arch} ({metric}-optimised, pretrained)"
 
-    def _url(self, quality: int) -> str:
-        from compressai.zoo.image import model_urls
-
-        return model_urls[self.arch][self.metric][quality]
-
     def available(self):
+        from semzip.models.lic import COMPRESSAI_QUALITIES, _zoo_cached
+        from semzip.models.registry import downloads_allowed
+
+        top = COMPRESSAI_QUALITIES[self.arch]
+        bad = [q for q in self.qualities if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= top]
+        if bad:
+            return False, f"{self.arch} has quality levels 1..{top}, not {bad}"
         try:
             import compressai.zoo  # noqa: F401
         except Exception as exc:  # noqa: BLE001 - compressai fails through torchvision in many ways
@@ -149,14 +159,10 @@ class CompressAICodec(Codec):
                            f"{str(exc).splitlines()[0][:120]}); it needs a torchvision matching torch")
         import torch
 
-        try:
-            missing = [q for q in self.qualities
-                       if not (Path(torch.hub.get_dir()) / "checkpoints" / self._url(q).rsplit("/", 1)[-1]).is_file()]
-        except KeyError:
-            return False, f"CompressAI's zoo has no {self.arch}/{self.metric} model at qualities {self.qualities}"
-        if missing:
+        missing = [q for q in self.qualities if not _zoo_cached(torch, self.arch, q, self.metric)]
+        if missing and not downloads_allowed():
             return False, (f"pretrained weights of {self.arch} quality {missing} are not in torch's hub cache "
-                           f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded")
+                           f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded without --allow-download")
         return True, ""
 
     def rate_points(self):
@@ -166,26 +172,20 @@ class CompressAICodec(Codec):
         ok, why = self.available()
         if not ok:
             raise MissingModelError(why)
-        import torch
-        import torch.nn.functional as F
-        from compressai.zoo import image_models
+        from semzip.models.lic import CompressAILIC
+        from semzip.models.registry import downloads_allowed
 
-        net = image_models[self.arch](quality=point.params["quality"], metric=self.metric,
-                                      pretrained=True).eval().to(self.device)
+        codec = CompressAILIC(self.arch, int(point.params["quality"]), metric=self.metric, device=self.device,
+                              allow_download=downloads_allowed())
         decoded, nbytes, bpps = [], [], []
-        with torch.inference_mode():
-            for img in images:
-                x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(self.device)
-                h, w = x.shape[2:]
-                ph, pw = (-h) % 64, (-w) % 64
-                xp = F.pad(x, (0, pw, 0, ph), mode="replicate")
-                enc = net.compress(xp)
-                n = sum(len(s) for strings in enc["strings"] for s in strings) + 4
-                rec = net.decompress(enc["strings"], enc["shape"])["x_hat"][:, :, :h, :w].clamp(0, 1)
-                decoded.append((rec[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8))
-                nbytes.append(n)
-                bpps.append(8.0 * n / (h * w))
-        return CodecRun(decoded, sum(nbytes), float(np.mean(bpps)), nbytes, bpps)
+        for img in images:
+            streams, shape = codec.compress(img)
+            decoded.append(codec.decompress(streams, shape))
+            n = sum(len(s) for s in streams) + 4
+            nbytes.append(n)
+            bpps.append(8.0 * n / (img.shape[0] * img.shape[1]))
+        return CodecRun(decoded, sum(nbytes), float(np.mean(bpps)), nbytes, bpps,
+                        extra={"tables": codec.tables, "quality": int(point.params["quality"])})
 
 
 # ---------------------------------------------------------------------------------------------- collection
@@ -207,12 +207,19 @@ class CollectionCodec(Codec):
                             "whole-archive bytes)")
 
     def available(self):
-        try:
-            from semzip.models.registry import load_encoder
+        from semzip.api import default_generator
+        from semzip.models.registry import load_encoder
 
-            load_encoder(self.encoder)
+        try:
+            enc = load_encoder(self.encoder)
         except Exception as exc:  # noqa: BLE001
             return False, f"encoder {self.encoder!r} cannot be loaded: {exc}"
+        if self.generator is None:
+            try:
+                default_generator(enc.space)
+            except InvalidInputError:
+                return False, (f"no offline generator renders the {enc.space!r} embeddings of encoder "
+                               f"{self.encoder!r}; pass --generator (e.g. stable-unclip:DIR for OpenCLIP ViT-H-14)")
         return True, ""
 
     def rate_points(self):
@@ -327,13 +334,13 @@ class ImageTextEvalCodec(Codec):
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def get_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu") -> Codec:
+def get_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu", generator: str | None = None) -> Codec:
     """A codec by name: ``jpeg``, ``webp``, ``avif``, ``collection``, ``compressai[:<arch>]``."""
     s = spec.strip().lower()
     if s in _PILLOW:
         return PillowCodec(s)
     if s == "collection":
-        return CollectionCodec(encoder=encoder)
+        return CollectionCodec(encoder=encoder, generator=generator)
     if s == "image-text":
         return ImageTextEvalCodec()
     if s.startswith("compressai"):

@@ -134,6 +134,7 @@ def run_eval(
     metric_options: dict | None = None,
     collection_points: Sequence[tuple[int, int]] | None = None,
     qualities: dict[str, Sequence[int]] | None = None,
+    generator: str | None = None,
     progress: bool = True,
     report: bool = True,
 ) -> EvalSummary:
@@ -158,12 +159,21 @@ def run_eval(
 
     codec_objs: list[Codec] = []
     for spec in codecs:
-        c = get_codec(spec, encoder=encoder, device=device)
+        c = get_codec(spec, encoder=encoder, device=device, generator=generator)
         if isinstance(c, CollectionCodec) and collection_points is not None:
             c.points = tuple(collection_points)
-        if qualities and c.name in qualities and hasattr(c, "qualities"):
-            c.qualities = tuple(qualities[c.name])
+        if qualities and hasattr(c, "qualities"):
+            # "compressai=1,2" sets every CompressAI codec; "compressai:mbt2018=1,2" one architecture
+            for key in (c.name, c.name.partition(":")[0]):
+                if key in qualities:
+                    c.qualities = tuple(qualities[key])
+                    break
         codec_objs.append(c)
+    for key in qualities or {}:
+        if not any(key in (c.name, c.name.partition(":")[0]) for c in codec_objs if hasattr(c, "qualities")):
+            named = ", ".join(c.name for c in codec_objs if hasattr(c, "qualities")) or "none"
+            raise InvalidInputError(f"qualities given for {key!r}, which is not a codec of this run with quality "
+                                    f"levels (those: {named})")
 
     images = ds.load_all()
     captions_list = ds.captions

@@ -147,3 +147,22 @@ def test_a_moved_lic_checkpoint_is_found_by_name(tmp_path, monkeypatch):
         load_lic("tiny:my-lic.safetensors")
     monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path / "models"))
     assert load_lic("tiny:my-lic.safetensors").fingerprint == a.fingerprint
+
+
+@pytest.mark.parametrize("spec, want", [
+    ("sd-img2img:/models/sd15", "sd-img2img:sd15"),
+    ("hf:/w/clip-vit-l", "hf:clip-vit-l"),
+    ("hf:openai/clip-vit-base-patch32", "hf:openai/clip-vit-base-patch32"),  # a hub id stays
+    ("open_clip:ViT-H-14/laion2b_s32b_b79k", "open_clip:ViT-H-14/laion2b_s32b_b79k"),  # a tag stays
+    ("open_clip:ViT-H-14//w/vit-h.safetensors", "open_clip:ViT-H-14/vit-h.safetensors"),
+    ("open_clip:ViT-H-14/laion2b_s32b_b79k@/w/vit-h.bin", "open_clip:ViT-H-14/laion2b_s32b_b79k@vit-h.bin"),
+    ("compressai:cheng2020-attn:3", "compressai:cheng2020-attn:3"),
+    ("compressai:mbt2018:/ck/m.pth.tar", "compressai:mbt2018:m.pth.tar"),
+    ("tiny:./lic/my.safetensors", "tiny:my.safetensors"),
+    ("controlnet-tile:/m/sd15,/m/tile", "controlnet-tile:sd15,tile"),
+    ("identity", "identity"),
+    (None, None),
+])
+def test_portable_specs(spec, want):
+    """What image-text archives record for the LIC and the refiner: names, never paths."""
+    assert registry.portable_spec(spec) == want

@@ -414,9 +414,12 @@ def compress_image_text(
     texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
     codec = _image_text_codec(lic, language, scale)
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
-    decode_settings = {"spec": refiner, "seed": seed, "steps": steps, "strength": strength, "guidance": guidance}
+    from semzip.models.registry import portable_spec  # archives record model names, never paths (docs/models.md)
+
+    decode_settings = {"spec": portable_spec(refiner), "seed": seed, "steps": steps, "strength": strength,
+                       "guidance": guidance}
     enc = codec.compress([a for _, a in loaded], texts, names=names, progress=progress, refiner_params=decode_settings)
-    enc.header.params.update(captioner=cap.name, lic_spec=lic, language_spec=language)
+    enc.header.params.update(captioner=cap.name, lic_spec=portable_spec(lic), language_spec=language)
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names), names
 
 

@@ -74,6 +74,37 @@ def portable_name(path: str | os.PathLike) -> str:
     return Path(path).expanduser().name or str(path)
 
 
+def portable_spec(spec: str | None) -> str | None:
+    """``spec`` as an archive records it: local paths in it reduced to their names, so that decoding finds
+    them through the search path on any machine (``"sd-img2img:/models/sd15"`` -> ``"sd-img2img:sd15"``,
+    ``"compressai:mbt2018:/ck/m.pth"`` -> ``"compressai:mbt2018:m.pth"``); names, tags and hub ids unchanged."""
+    if not spec or ":" not in spec:
+        return spec
+    prefix, _, arg = spec.partition(":")
+
+    def name(a: str) -> str:
+        return portable_name(a) if Path(a).expanduser().exists() or _looks_local(a) else a
+
+    if prefix == "open_clip":
+        model, sep, pretrained = arg.partition("/")
+        tag, at, path = pretrained.partition("@")
+        if at and tag and "/" not in tag:
+            return f"open_clip:{model}/{tag}@{name(path)}"
+        return f"open_clip:{model}{sep}{name(pretrained) if sep else ''}"
+    if prefix == "compressai":
+        arch, sep, q = arg.partition(":")
+        return spec if not sep or q.isdigit() else f"compressai:{arch}:{name(q)}"
+    if prefix == "controlnet-tile":
+        sd, sep, cn = arg.rpartition(",")
+        return f"controlnet-tile:{name(sd)},{name(cn)}" if sep else spec
+    return f"{prefix}:{name(arg)}" if arg else spec
+
+
+def _looks_local(a: str) -> bool:
+    """A path typed as one (absolute, home, explicitly relative), as opposed to a hub id ``owner/name``."""
+    return a.startswith(("/", "~", "./", "../")) or (os.sep != "/" and os.sep in a)
+
+
 def _with_defaults(loader: Loader, kw: dict[str, Any]) -> dict[str, Any]:
     """``allow_download`` from the global switch for loaders whose backend takes it."""
     if "allow_download" not in kw and downloads_allowed():

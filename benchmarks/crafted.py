@@ -543,8 +543,13 @@ def _codec_specific(codec: str, seed: Parts) -> Iterator[tuple[str, str, Callabl
         yield "params.refiner", "identity with other settings", _param(
             refiner={"spec": "identity", "seed": 3, "steps": 5, "strength": 0.5, "guidance": 2.0}), "identical"
         yield "params.lic_spec", "unknown LIC", _param(lic_spec="nope"), "refused"
+        from semzip.codecs.image_text import ImageTextCodec
+
+        # valid fields, but the captions would need an adapter this decoder was not given: refused by name
+        # (a semzip whose image-text codec predates adapters ignores the fields)
+        knows = hasattr(ImageTextCodec, "_check_adapter")
         yield "params.caption_adapter", "name and fingerprint", _param(
-            caption_adapter="lora [x]", caption_adapter_fingerprint="ab" * 32), "identical"
+            caption_adapter="lora [x]", caption_adapter_fingerprint="ab" * 32), "refused" if knows else "identical"
         yield "params.caption_adapter", "name without fingerprint", _param(caption_adapter="lora"), "refused"
         yield "params.caption_adapter_fingerprint", "not hex", _param(
             caption_adapter="lora", caption_adapter_fingerprint="zz" * 32), "refused"

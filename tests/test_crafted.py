@@ -57,7 +57,7 @@ def test_counted_outcomes(run):
     assert set(s["different"]) <= set(crafted.UNDETECTABLE)
     expected_different = sum(o.craft.expect == "different" for o in outcomes)
     assert total["different"] == expected_different
-    assert elapsed < 120
+    assert elapsed < 300  # ~45 s on 2 cores; a guard against a generator that grows without bound
 
 
 def test_generator_covers_every_schema_field(run):

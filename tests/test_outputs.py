@@ -203,7 +203,7 @@ def test_name_too_long_is_one_line(tmp_path, sq_archive):
 def test_refused_writes_are_one_line_and_leave_nothing(tmp_path, sq_archive, monkeypatch, code, words):
     """Root ignores a read-only folder's mode bits, so the file system's answer is simulated where the bytes
     are made durable (the last step before the rename): the temporary file exists at that point."""
-    import semzip.format.container as container
+    from semzip.format import container
 
     def refuse(fd):
         raise OSError(code, os.strerror(code))
@@ -221,7 +221,7 @@ def test_refused_writes_are_one_line_and_leave_nothing(tmp_path, sq_archive, mon
 
 def test_folder_output_failing_midway_leaves_no_folder(tmp_path, collection, monkeypatch):
     _, arc = collection
-    import semzip.format.container as container
+    from semzip.format import container
 
     calls = []
 
@@ -235,4 +235,26 @@ def test_folder_output_failing_midway_leaves_no_folder(tmp_path, collection, mon
     line = _one_error_line(runner.invoke(app, ["decompress", str(arc), "-o", str(out)]))
     assert "no space left" in line and str(out) in line
     assert not out.exists()
+    _no_temporaries(tmp_path)
+
+
+def test_unwritable_embedding_cache_costs_time_not_the_run(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("torch")
+    import semzip.format as fmt
+    from semzip.data.scenes import write_scenes
+
+    real = fmt.atomic_file
+
+    def read_only_cache(path):
+        if path.suffix == ".npz":
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real(path)
+
+    monkeypatch.setattr(fmt, "atomic_file", read_only_cache)
+    monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
+    write_scenes(tmp_path / "imgs", n=4, seed=1, size=(32, 24))
+    r = runner.invoke(app, ["compress", str(tmp_path / "imgs"), "-o", str(tmp_path / "c.smz"), "--n-atoms", "2",
+                            "--sparsity", "1"])
+    assert r.exit_code == 0, r.output
+    assert "embeddings not cached" in caplog.text and "read-only" in caplog.text
     _no_temporaries(tmp_path)

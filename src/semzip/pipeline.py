@@ -59,13 +59,21 @@ class EmbeddingCache:
     def save(self, entries: dict[str, tuple[np.ndarray, int]]) -> None:
         if not self.enabled or not entries:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from semzip.format import atomic_file
+
         keys = np.array(list(entries), dtype=str)
         emb = np.stack([e for e, _ in entries.values()]).astype(np.float32)
         pix = np.array([p for _, p in entries.values()], dtype=np.int64)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=keys, embeddings=emb, pixels=pix)
-        tmp.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(self.path) as fh:  # no temporary file is left behind on failure
+                np.savez(fh, keys=keys, embeddings=emb, pixels=pix)
+        except OSError as exc:  # a cache that cannot be written (read-only, full) costs time, not the run
+            import logging
+
+            from semzip.errors import describe_os_error
+
+            logging.getLogger(__name__).warning("embeddings not cached: %s", describe_os_error(exc))
 
 
 def folder_files(

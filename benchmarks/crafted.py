@@ -175,8 +175,10 @@ class _StubText:
 _LICS: dict = {}
 
 
-def stub_image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel=None):
-    """What ``semzip.api._image_text_codec`` builds, with the stub caption coder (the LIC is real)."""
+def stub_image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel=None,
+                          adapter=None, **_):
+    """What ``semzip.api._image_text_codec`` builds, with the stub caption coder (the LIC is real; no caption
+    adapter: an archive that names one is refused)."""
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
 

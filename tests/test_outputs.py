@@ -258,3 +258,15 @@ def test_unwritable_embedding_cache_costs_time_not_the_run(tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     assert "embeddings not cached" in caplog.text and "read-only" in caplog.text
     _no_temporaries(tmp_path)
+
+
+def test_eval_does_not_write_into_the_dataset_folder_without_force(tmp_path):
+    from semzip.cli_eval import app as eval_app
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(b"not read: refused before any work")
+    for out, words in ((photos / "report", "--force"), (tmp_path, "--force"), (photos, "the input")):
+        r = CliRunner().invoke(eval_app, ["--dataset", str(photos), "--out", str(out), "--codecs", "jpeg"])
+        assert words in _one_error_line(r)
+    assert _files(photos) == {"a.png"}

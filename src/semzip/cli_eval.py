@@ -69,12 +69,16 @@ def eval_command(
     inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity InceptionV3 weights for FID/KID (else $SEMZIP_INCEPTION_WEIGHTS / hub cache).")] = None,
     fid_patch: Annotated[int, typer.Option(help="FID/KID patch size in px (HiFiC: 256, plus a grid shifted by half).")] = 256,
     progress: Annotated[bool, typer.Option(help="Show progress bars on a terminal.")] = True,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Allow OUT inside the dataset folder (or holding it).")] = False,
 ) -> None:
     """Run codecs over a dataset at several rates, measure them, and write results, RD plots and report.html.
 
     Finished (codec, rate point) results are cached in OUT/cache and reused by a re-run.
     """
     from semzip.eval.run import run_eval
+    from semzip.outputs import check_apart
+
+    check_apart(out, (dataset, captions), force, "folder")  # never write among the images without --force
 
     opts = {"backbone": str(lpips_backbone) if lpips_backbone else None,
             "inception_weights": str(inception_weights) if inception_weights else None, "patch": fid_patch}

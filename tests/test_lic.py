@@ -394,4 +394,4 @@ def test_integer_weight_conversion_is_exact_and_bounded():
     assert layer.weight[0, 1, 1, 1] == float(np.float16(-0.0123)) * 2**15  # exact: fp16 has 11 bits
     assert layer.bias.tolist() == [0, 2**35, 0]  # round(b * 2**(12 + e_c))
     with pytest.raises(ValueError, match="below 2"):
-        _IntLayer.build(w * 2**16, np.zeros(3, np.float32), transposed=False, stride=1)
+        _IntLayer.build(w * np.float32(2**16), np.zeros(3, np.float32), transposed=False, stride=1)

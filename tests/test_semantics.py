@@ -72,11 +72,16 @@ def test_atoms_cli_with_a_tiny_clip(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("a\nab\nb\n")
+    # the archive records the encoder as "hf:tiny-clip" (a name, no path): decode time says where it lives
     r = runner.invoke(app, ["atoms", str(arc), "--vocab", str(vocab), "--top", "2"])
+    assert r.exit_code == 2 and "--models" in r.output
+    r = runner.invoke(app, ["--models", str(tmp_path), "atoms", str(arc), "--vocab", str(vocab), "--top", "2"])
     assert r.exit_code == 0, r.output
     assert r.output.count("(") >= 16  # 8 atoms x 2 concepts with cosines
-    r = runner.invoke(app, ["blend", str(arc), "--item", "city_0002.png", "--add", "ab", "-o", str(tmp_path / "e.npy")])
+    r = runner.invoke(app, ["--models", str(tmp_path), "blend", str(arc), "--item", "city_0002.png", "--add", "ab",
+                            "-o", str(tmp_path / "e.npy")])
     assert r.exit_code == 0, r.output
     # no offline generator renders a CLIP space: asking for an image says what to do
-    r = runner.invoke(app, ["blend", str(arc), "--item", "city_0002.png", "--add", "ab", "-o", str(tmp_path / "e.png")])
+    r = runner.invoke(app, ["--models", str(tmp_path), "blend", str(arc), "--item", "city_0002.png", "--add", "ab",
+                            "-o", str(tmp_path / "e.png")])
     assert r.exit_code == 2 and "--generator" in r.output

@@ -56,11 +56,10 @@ def _root(
         "--allow-download", help="Let model loaders download missing weights from their hub (off by default; "
         "also $SEMZIP_ALLOW_DOWNLOAD=1).")] = False,
 ) -> None:
-    from semzip.models.registry import add_model_dirs, allow_downloads
+    from semzip.models.registry import allow_downloads, set_model_dirs
 
-    _friendly(add_model_dirs)(models or [])
-    if allow_download:
-        allow_downloads(True)
+    _friendly(set_model_dirs)(models or [])  # per command: nothing carries over between invocations
+    allow_downloads(True if allow_download else None)
 
 
 def _skip_reporter(skipped: list):

@@ -38,15 +38,22 @@ def add_model_dirs(dirs: list[str | os.PathLike] | tuple[str | os.PathLike, ...]
             _MODEL_DIRS.append(p)
 
 
+def set_model_dirs(dirs: list[str | os.PathLike] | tuple[str | os.PathLike, ...]) -> None:
+    """Replace the ``--models`` folders (one command's worth; ``$SEMZIP_MODEL_PATH`` still follows)."""
+    _MODEL_DIRS.clear()
+    add_model_dirs(dirs)
+
+
 def model_dirs() -> list[Path]:
     """The model search path: ``--models`` folders, then ``$SEMZIP_MODEL_PATH``."""
     env = [Path(d).expanduser() for d in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if d.strip()]
     return _MODEL_DIRS + [d for d in env if d not in _MODEL_DIRS]
 
 
-def allow_downloads(allowed: bool = True) -> None:
-    """Let loaders download missing weights from their hub (the CLI's ``--allow-download``)."""
-    _ALLOW_DOWNLOAD[:] = [bool(allowed)]
+def allow_downloads(allowed: bool | None = True) -> None:
+    """Let loaders download missing weights from their hub (the CLI's ``--allow-download``); ``None`` hands
+    the choice back to ``$SEMZIP_ALLOW_DOWNLOAD``."""
+    _ALLOW_DOWNLOAD[:] = [] if allowed is None else [bool(allowed)]
 
 
 def downloads_allowed() -> bool:

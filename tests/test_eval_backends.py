@@ -5,8 +5,6 @@ InceptionV3."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,12 +81,15 @@ def test_collection_with_an_encoder_no_offline_generator_renders(scenes, tmp_pat
     assert [e["name"] for e in s.results["codecs"]] == ["jpeg"]
     c = get_codec("collection", encoder=f"hf:{clip}", generator="stable-unclip:/models/sd21-unclip")
     assert c.generator == "stable-unclip:/models/sd21-unclip" and c.available() == (True, "")
-    r = subprocess.run([sys.executable, "-c", "from semzip.cli import main; main()", "eval", "--dataset",
-                        str(scenes), "--out", str(tmp_path / "cli"), "--codecs", "jpeg,collection", "--metrics",
-                        "psnr", "--encoder", f"hf:{clip}", "--qualities", "jpeg=50", "--no-progress"],
-                       check=False, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-1500:]
-    assert "not measured" in r.stdout and "--generator" in r.stdout
+    from typer.testing import CliRunner
+
+    from semzip.cli import app
+
+    r = CliRunner().invoke(app, ["eval", "--dataset", str(scenes), "--out", str(tmp_path / "cli"), "--codecs",
+                                 "jpeg,collection", "--metrics", "psnr", "--encoder", f"hf:{clip}", "--qualities",
+                                 "jpeg=50", "--no-progress"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output[-1500:]
+    assert "not measured" in r.output and "--generator" in r.output
 
 
 # ------------------------------------------------------------------------------- learned metrics (random)

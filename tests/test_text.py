@@ -104,7 +104,7 @@ def test_logits_to_freqs_is_exact_and_total():
 def test_compact_layout_and_damage():
     fp = "b4b9baeadd2cbc6c"
     data = compact.pack(b"\x12\x34\x56", codec=1, fingerprint=fp, check_data=b"hello")
-    assert len(data) == 3 + compact.OVERHEAD_SINGLE and data[0] == 0xF5 and data[2] == 0xB4
+    assert len(data) == 3 + compact.OVERHEAD_SINGLE_V1 and data[0] == 0xF5 and data[2] == 0xB4
     header, rec = compact.unpack(data, fingerprint=fp, codec=1)
     assert rec.payload == b"\x12\x34\x56" and not header.lines and not header.final_newline
     rec.verify(b"hello")
@@ -138,6 +138,36 @@ def test_compact_layout_and_damage():
                 r.verify(t)
 
 
+def test_compact_layout_2_single_files():
+    """Codec-2 single captions take 4 bytes (magic with the newline flag, tag, check) and keep every
+    guarantee of layout 1: every bit flip refused, the tag refuses another model, truncation refused."""
+    fp = "b4b9baeadd2cbc6c"
+    for nl in (False, True):
+        data = compact.pack(b"\x12\x34\x56", codec=2, fingerprint=fp, check_data=b"hello", final_newline=nl)
+        assert len(data) == 3 + compact.OVERHEAD_SINGLE == 7 and data[0] == (0xF7 if nl else 0xF6) and data[1] == 0xB4
+        header, rec = compact.unpack(data, fingerprint=fp, codec=2)
+        assert header.codec == 2 and header.final_newline == nl and not header.lines and rec.payload == b"\x12\x34\x56"
+        rec.verify(b"hello")
+        with pytest.raises(ModelMismatchError):
+            compact.unpack(data, fingerprint="00" + fp[2:])
+        with pytest.raises(UnsupportedVersionError):
+            compact.unpack(data, fingerprint=fp, codec=1)
+        for i in range(len(data)):
+            for bit in range(8):
+                bad = bytearray(data)
+                bad[i] ^= 1 << bit
+                with pytest.raises(SemzipError):
+                    compact.unpack(bytes(bad), fingerprint=fp)[1].verify(b"hello")
+        for cut in range(4):
+            with pytest.raises(SemzipError):
+                compact.unpack(data[:cut], fingerprint=fp)[1].verify(b"hello")
+    # layout 1 is still written on request and read as before
+    old = compact.pack(b"\x12", codec=2, fingerprint=fp, check_data=b"x", layout=1)
+    assert old[0] == 0xF5 and compact.unpack(old, fingerprint=fp, codec=2)[1].payload == b"\x12"
+    with pytest.raises(InvalidInputError):
+        compact.pack(b"\x12", codec=1, fingerprint=fp, check_data=b"x", layout=2)
+
+
 # ------------------------------------------------------------------------------------------ real model
 
 
@@ -147,7 +177,7 @@ def test_dev_captions_round_trip(coder):
     files = coder.encode_files([([c], False, False) for c in caps])
     assert coder.decode_files(files) == caps
     sizes = np.array([len(d) for d in files])
-    assert sizes.mean() < 20, sizes  # ~8 bytes payload + 5 bytes of layout
+    assert sizes.mean() < 20, sizes  # ~8 bytes payload + 4 bytes of layout
 
 
 @needs_model
@@ -306,7 +336,7 @@ def test_cli_round_trip(coder, tmp_path, monkeypatch):
     from semzip import cli_text
     from semzip.cli_text import text_app
 
-    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1: coder)
+    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1, adapter=None: coder)
 
     runner = CliRunner()
     a = tmp_path / "a.txt"
@@ -405,7 +435,7 @@ def test_codec1_files_still_decode(float_coder, coder, tmp_path, monkeypatch):
     (tmp_path / "old.smzc").write_bytes(one)
     (tmp_path / "new.smzc").write_bytes(coder.encode_file(caps[1]))
     coders = {1: float_coder, 2: coder}
-    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1: coders[codec])
+    monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1, adapter=None: coders[codec])
     out = tmp_path / "out"
     out.mkdir()
     r = CliRunner().invoke(text_app, ["decompress", str(tmp_path / "old.smzc"), str(tmp_path / "new.smzc"),

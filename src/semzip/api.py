@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -105,7 +106,7 @@ def _item_number(c: Container, item: str | int) -> int:
     return c.item_index(item)
 
 
-def decode_check(archive: PathLike) -> int:
+def decode_check(archive: PathLike, caption_adapter: PathLike | None = None) -> int:
     """Decode every item of an archive the way ``decompress`` does, without writing anything; returns the
     number of items (``semzip verify --deep``)."""
     with open_archive(archive) as c:
@@ -114,7 +115,7 @@ def decode_check(archive: PathLike) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="semzip-verify-") as tmp:
-            return len(decompress_image_text(archive, Path(tmp) / "out"))
+            return len(decompress_image_text(archive, Path(tmp) / "out", caption_adapter=caption_adapter))
     return len(decompress(archive))
 
 
@@ -343,17 +344,22 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
 # ----------------------------------------------------------------------------------------------- image-text
 
 
-def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str | None = None):
+def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str | None = None,
+                      adapter: PathLike | None = None):
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
 
-    return ImageTextCodec(load_lic(lic), caption_coder(language, caption_codec, kernel), scale=scale)
+    return ImageTextCodec(load_lic(lic), caption_coder(language, caption_codec, kernel, adapter), scale=scale)
 
 
-def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str | None = None):
+def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str | None = None,
+                  adapter: PathLike | None = None):
     """The caption coder for text ``codec`` 2 (integer model; ``kernel`` numpy, torch or cuda: same bytes) or
-    1 (the float model of older files)."""
+    1 (the float model of older files). ``adapter``: a file made by ``semzip text train`` (codec 2 only),
+    folded exactly into the model; decoding needs the same file."""
     if codec == 1:
+        if adapter is not None:
+            raise InvalidInputError("text codec 1 (the float model) has no adapters; drop the adapter")
         from semzip.codecs.text import TextCoder
         from semzip.models.language import load_language_model
 
@@ -361,7 +367,7 @@ def caption_coder(language: str = "smollm2-135m", codec: int = 2, kernel: str | 
     from semzip.codecs.text import IntTextCoder
     from semzip.models.intlm import load_int_language_model
 
-    return IntTextCoder(load_int_language_model(language, kernel=kernel))
+    return IntTextCoder(load_int_language_model(language, kernel=kernel, adapter=adapter))
 
 
 def compress_image_text(
@@ -382,6 +388,7 @@ def compress_image_text(
     steps: int | None = None,
     strength: float | None = None,
     guidance: float | None = None,
+    caption_adapter: PathLike | None = None,
 ) -> tuple[int, list[str]]:
     """Code one image or a folder of images with the image-text codec; returns (bytes, item names).
 
@@ -411,10 +418,16 @@ def compress_image_text(
     if not loaded:
         raise InvalidInputError(f"no readable images in {src}")
     cap = load_captioner(captioner or (f"sidecar:{captions}" if captions else "sidecar"))
+    if caption_adapter is not None:  # checked before captioning and coding
+        from semzip.models.intlm.adapter import load_adapter
+
+        caption_adapter = load_adapter(caption_adapter)
     texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
-    codec = _image_text_codec(lic, language, scale)
+    codec = _image_text_codec(lic, language, scale, adapter=caption_adapter)
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
-    from semzip.models.registry import portable_spec  # archives record model names, never paths (docs/models.md)
+    from semzip.models.registry import (
+        portable_spec,  # archives record model names, never paths (docs/models.md)
+    )
 
     decode_settings = {"spec": portable_spec(refiner), "seed": seed, "steps": steps, "strength": strength,
                        "guidance": guidance}
@@ -436,8 +449,10 @@ def decompress_image_text(
     guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
     force: bool = False,
+    caption_adapter: PathLike | None = None,
 ) -> list[Path]:
     """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
+    An archive whose captions were coded with an adapter needs the same ``caption_adapter`` file.
 
     Refiner settings left as None are taken from the archive header (what the encoder recorded). File names
     and the output folder follow the rules of :func:`decompress_images`.
@@ -457,7 +472,7 @@ def decompress_image_text(
         names = [c.names[i] for i in every]
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
-                                  caption_codec(h))
+                                  caption_codec(h), adapter=caption_adapter)
         decoded = codec.decode_items(c, numbers)
         rec = h.params.get("refiner") or {}
     refiner = refiner or rec.get("spec") or "identity"
@@ -486,7 +501,13 @@ def decompress_image_text(
 # ----------------------------------------------------------------------------------------------- portability
 
 
-def decode_digest(path: PathLike, language: str | None = None) -> dict:
+@functools.lru_cache(maxsize=4)
+def _digest_coder(language: str, codec: int, adapter: str | None):
+    """Caption coders reused across :func:`decode_digest` calls of one process (a model loads once)."""
+    return caption_coder(language, codec, adapter=adapter)
+
+
+def decode_digest(path: PathLike, language: str | None = None, adapter: PathLike | None = None) -> dict:
     """SHA-256 digests of everything a file decodes to before any float synthesis: caption texts (``.smzc``),
     entropy-decoded integers and embeddings (collection, sq), captions and LIC integers up to ``y_hat``
     (image-text). Two machines that print the same digest decoded the file identically.
@@ -502,7 +523,7 @@ def decode_digest(path: PathLike, language: str | None = None) -> dict:
     data = p.read_bytes()
     if is_compact(data):
         header = read_header(data)
-        coder = caption_coder(language or "smollm2-135m", header.codec)
+        coder = _digest_coder(language or "smollm2-135m", header.codec, None if adapter is None else str(adapter))
         (text,) = coder.decode_files([data])
         if isinstance(text, Exception):
             raise text
@@ -515,7 +536,7 @@ def decode_digest(path: PathLike, language: str | None = None) -> dict:
         from semzip.models.lic import LICShape
 
         codec = _image_text_codec(h.params.get("lic_spec", "tiny"), language or h.params.get("language_spec",
-                                  "smollm2-135m"), float(h.params["scale"]), caption_codec(h))
+                                  "smollm2-135m"), float(h.params["scale"]), caption_codec(h), adapter=adapter)
         codec.check_models(h)
         lic = codec.lic
         items = [unpack_item(c.block(c.locate(i)[0])) for i in range(h.n_items)]

@@ -115,6 +115,9 @@ def compress(
     max_words: Annotated[int | None, typer.Option(help="image-text: caption length limit (a rate knob).")] = None,
     lic: Annotated[str, typer.Option(help="image-text: tiny (offline default) or compressai:ARCH:QUALITY.")] = "tiny",
     language: Annotated[str, typer.Option(help="image-text: caption language model.")] = "smollm2-135m",
+    caption_adapter: Annotated[Path | None, typer.Option(
+        help="image-text: an adapter for the caption model (semzip text train); decoding needs the same file.",
+        show_default=False)] = None,
     scale: Annotated[float, typer.Option(help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
     refiner: Annotated[
         str, typer.Option(help="image-text: decoder to record in the header, e.g. sd-img2img:PATH.")
@@ -181,7 +184,7 @@ def compress(
                 source, output, captions=captions, captioner=captioner, max_words=max_words, lic=lic,
                 language=language, scale=scale, strict=strict, recursive=recursive,
                 on_skip=_skip_reporter(skipped), progress=adv, refiner=refiner, seed=seed, steps=steps,
-                strength=strength,
+                strength=strength, caption_adapter=caption_adapter,
             )
         _print_rate(output, size, len(names_))
         return
@@ -337,6 +340,9 @@ def decompress(
         str | None, typer.Option(help="image-text: diffusion decoder, e.g. sd-img2img:PATH (default: identity).")
     ] = None,
     strength: Annotated[float | None, typer.Option(help="image-text: img2img strength.")] = None,
+    caption_adapter: Annotated[Path | None, typer.Option(
+        help="image-text: the caption-model adapter the archive was made with (its header names it).",
+        show_default=False)] = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists; write into a folder that is not empty.")
     ] = False,
@@ -362,7 +368,8 @@ def decompress(
     if d["codec"] == "image-text":
         with _progress(n, "decoding images and captions") as adv:
             files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
-                                          strength=strength, guidance=guidance, progress=adv, force=force)
+                                          strength=strength, guidance=guidance, progress=adv, force=force,
+                                          caption_adapter=caption_adapter)
         out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
         return
     with _progress(n, "generating images") as adv:
@@ -472,6 +479,8 @@ def verify(
     deep: Annotated[
         bool, typer.Option("--deep", help="Also decode every item (catches damage that keeps the CRCs valid).")
     ] = False,
+    caption_adapter: Annotated[Path | None, typer.Option(
+        help="image-text with --deep: the caption-model adapter the archive was made with.", show_default=False)] = None,
 ) -> None:
     """Check every section's and every block's CRC32, the header against its schema and the item names;
     exit 1 if anything is damaged. --deep decodes every item exactly as decompress does."""
@@ -491,7 +500,7 @@ def verify(
                     rows.append((what, False, str(exc)))
     if deep and all(ok for _, ok, _ in rows):
         try:
-            rows.append(("content", True, f"all {decode_check(archive)} items decode"))
+            rows.append(("content", True, f"all {decode_check(archive, caption_adapter)} items decode"))
         except SemzipError as exc:
             rows.append(("content", False, str(exc)))
     t = Table("section", "status", "detail")

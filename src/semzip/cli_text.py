@@ -4,8 +4,9 @@
     semzip text compress a.txt b.txt --out-dir out/   (the model loads once for all files)
     semzip text compress captions.txt --lines        -> one record per line, in one .smzc file
     semzip text decompress caption.txt.smzc          -> caption.txt
+    semzip text train captions.txt -o mine.adapter    (adapt the model to a corpus; then --adapter mine.adapter)
 
-A caption file is the compact layout of :mod:`semzip.format.compact` (payload + 5 bytes). A text file's
+A caption file is the compact layout of :mod:`semzip.format.compact` (payload + 4 bytes). A text file's
 single final newline is kept as a header flag rather than coded. Files are written with text codec 2 (the
 integer-exact model: they decode on any machine); codec-1 files (the float model, written before) still
 decode, where they decoded before. All captions of one call go through the model in batches. Everything is
@@ -31,9 +32,10 @@ SUFFIX = ".smzc"
 text_app = typer.Typer(
     name="text",
     help=(
-        "Lossless caption coding with a small language model: a COCO caption costs ~13 bytes per file, header included "
+        "Lossless caption coding with a small language model: a COCO caption costs ~12 bytes per file, header included "
         f"(files end in {SUFFIX}). The model runs in exact integer arithmetic, so files decode to the same text on any "
-        "machine (CPU, GPU, any thread count). Decoding needs the same model; files made before (codec 1) still decode."
+        "machine (CPU, GPU, any thread count). Decoding needs the same model (and adapter); files made before (codec 1) "
+        "still decode. 'semzip text train' adapts the model to your own captions."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -45,9 +47,11 @@ AUTO_TORCH_MIN = 32  # captions from which the torch int8 kernel pays for import
 
 
 @functools.lru_cache(maxsize=4)
-def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1):
+def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1, adapter: str | None = None):
     """The coder for ``codec`` (2: integer model, 1: float model, read-only use) on ``device``."""
     if codec == 1:
+        if adapter is not None:
+            raise InvalidInputError("codec-1 files (the float model) never used adapters: drop --adapter")
         from semzip.codecs.text import TextCoder
         from semzip.models.language import load_language_model
 
@@ -55,7 +59,17 @@ def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1):
     from semzip.codecs.text import IntTextCoder
     from semzip.models.intlm import load_int_language_model
 
-    return IntTextCoder(load_int_language_model(model, kernel=_kernel(device, work)))
+    return IntTextCoder(load_int_language_model(model, kernel=_kernel(device, work), adapter=adapter))
+
+
+def _adapter_arg(adapter: Path | None) -> str | None:
+    """``--adapter`` checked before any work (exists, is an adapter file)."""
+    if adapter is None:
+        return None
+    from semzip.models.intlm.adapter import load_adapter
+
+    load_adapter(adapter)  # validates; cheap
+    return str(adapter.resolve())
 
 
 def _kernel(device: str, work: int) -> str:
@@ -132,6 +146,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no summary line")
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, or cuda (a GPU decodes to the same bytes)")]
+AdapterOpt = Annotated[Path | None, typer.Option(
+    "--adapter", "-a", help="an adapter made by 'semzip text train' (decoding needs the same file)",
+    show_default=False)]
 
 
 @text_app.command("compress")
@@ -142,6 +159,7 @@ def compress(
     out_dir: OutDirOpt = None,
     lines: Annotated[bool, typer.Option("--lines", "-l", help="one caption per line: one record per line")] = False,
     model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -149,9 +167,10 @@ def compress(
     """Compress UTF-8 caption files (each file one caption, or one per line with --lines)."""
     targets = _targets(files, out, out_dir, lambda f: f.name + SUFFIX, force)
     texts = [_split_final_newline(_read_text(f)) for f in files]
+    adapter_path = _adapter_arg(adapter)
     jobs = [(t.split("\n") if lines else [t], lines, nl) for t, nl in texts]
     n = sum(len(j[0]) for j in jobs)
-    coder = _coder(model, 2, device, n)
+    coder = _coder(model, 2, device, n, adapter_path)
     total_in = sum(len(t.encode("utf-8")) + nl for t, nl in texts)
     with _progress(n, "compressing captions") as advance:
         results = coder.encode_files(jobs, progress=advance)
@@ -172,14 +191,17 @@ def decompress(
     out: OutOpt = None,
     out_dir: OutDirOpt = None,
     model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
 ) -> None:
-    """Decompress caption files (single captions and --lines files alike) to the exact original text."""
+    """Decompress caption files (single captions and --lines files alike) to the exact original text.
+    Files written with --adapter need the same adapter file here."""
     from semzip.format import atomic_write
     from semzip.format.compact import read_header
 
     targets = _targets(files, out, out_dir, _decoded_name, force)
+    adapter_path = _adapter_arg(adapter)
     blobs = []
     for f in files:
         if not f.is_file():
@@ -199,7 +221,8 @@ def decompress(
             mine = [i for i, (_, _, h) in enumerate(blobs) if h.codec == codec]
             if not mine:
                 continue
-            coder = _coder(model, codec, device, sum(blobs[i][2].count or 1 for i in mine))
+            coder = _coder(model, codec, device, sum(blobs[i][2].count or 1 for i in mine),
+                           adapter_path if codec == 2 else None)
             texts = coder.decode_files([blobs[i][1] for i in mine], progress=advance)
             for i, text in zip(mine, texts, strict=True):
                 if isinstance(text, SemzipError):
@@ -207,3 +230,73 @@ def decompress(
                 results[i] = text.encode("utf-8")
     for target, data in zip(targets, results, strict=True):
         atomic_write(target, data)
+
+
+@text_app.command("train")
+@_friendly
+def train(
+    corpus: Annotated[Path, typer.Argument(
+        help="captions: a text file (one per line), a folder of .txt files, or a .csv file", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the adapter file to write (e.g. captions.adapter)",
+                                         show_default=False)],
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="a TOML file of training settings (keys as the options below)", show_default=False)] = None,
+    model: ModelOpt = "smollm2-135m",
+    column: Annotated[str | None, typer.Option("--column", help="CSV column of the captions (default: caption)",
+                                               show_default=False)] = None,
+    rank: Annotated[int | None, typer.Option("--rank", help="adapter rank (default: 8)", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="most epochs (default: 4)", show_default=False)] = None,
+    patience: Annotated[int | None, typer.Option(
+        "--patience", help="stop after this many epochs without a better validation (default: 1)",
+        show_default=False)] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="learning rate (default: 0.001)", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="captions per step (default: 16)",
+                                                   show_default=False)] = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        "--val-fraction", help="held-out share for validation (default: 0.1)", show_default=False)] = None,
+    max_captions: Annotated[int | None, typer.Option(
+        "--max-captions", help="use only the first N captions (default: all)", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed of the split, shuffles and init (default: 0)",
+                                             show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cpu)", show_default=False)] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run-dir", help="checkpoints and result.json (default: OUTPUT.run/)", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the checkpoint in the run folder")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Adapt the caption language model to a corpus (low-rank adapters, like 'zstd --train' for dictionaries).
+
+    Holds out a validation split, reports bits per caption and per character after every epoch, stops early, checkpoints every epoch (--resume continues) and writes a small safetensors adapter (its fingerprint is its sha256).
+
+    Use it with 'semzip text compress/decompress --adapter FILE': decoding needs the same file, and files stay integer-exact on every machine.
+    """
+    import logging
+    import sys
+
+    from semzip.train.text_adapter import load_adapter_config, read_corpus, train_adapter
+
+    cfg = load_adapter_config(config, model=None if model == "smollm2-135m" and config else model, column=column,
+                              rank=rank, epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
+                              val_fraction=val_fraction, max_captions=max_captions, seed=seed, device=device,
+                              out_dir=str(run_dir) if run_dir is not None else None)
+    captions = read_corpus(corpus, cfg.column)
+    log = logging.getLogger("semzip.text.train")
+
+    def say(line: str) -> None:
+        _err.print(line, highlight=False, markup=False)
+        log.info(line)
+
+    state = {"last": 0.0}
+
+    def progress(done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if done == total or now - state["last"] > (2 if sys.stderr.isatty() else 30):
+            state["last"] = now
+            _err.print(f"  step {done}/{total}", highlight=False, markup=False)
+
+    result = train_adapter(captions, output, cfg, resume=resume, say=say, progress=progress, force=force)
+    say(f"adapter {result.path}: {result.size_bytes} bytes, best epoch {result.best_epoch}, "
+        f"{result.seconds:.0f} s; validation payload {result.val_payload_bytes:.2f} B per caption "
+        f"(plain model {result.base_val_payload_bytes:.2f} B)")

@@ -87,8 +87,32 @@ class ImageTextCodec:
         self.scale = float(scale)
 
     def _models(self) -> list[ModelRef]:
-        lm = self.text.lm
-        return [ModelRef("lic", self.lic.name, self.lic.fingerprint), ModelRef("language", lm.name, lm.fingerprint)]
+        lm = self.text.lm  # the language model's own fingerprint; an adapter is recorded in the params
+        return [ModelRef("lic", self.lic.name, self.lic.fingerprint),
+                ModelRef("language", lm.name, getattr(lm, "base_fingerprint", lm.fingerprint))]
+
+    def _adapter_params(self) -> dict:
+        adapter = getattr(self.text.lm, "adapter", None)
+        if adapter is None:
+            return {}
+        return {"caption_adapter": adapter.name, "caption_adapter_fingerprint": adapter.fingerprint}
+
+    def _check_adapter(self, header: Header) -> None:
+        """A missing, unwanted or different caption adapter is refused by name, before any decoding."""
+        want = header.params.get("caption_adapter_fingerprint")
+        have = self._adapter_params().get("caption_adapter_fingerprint")
+        if want == have:
+            return
+        name = header.params.get("caption_adapter")
+        if have is None:
+            raise ModelMismatchError(
+                f"the archive's captions were coded with the adapter {name!r} (sha256 {str(want)[:16]}...): "
+                "pass that adapter file (--caption-adapter FILE)")
+        if want is None:
+            raise ModelMismatchError("the archive's captions were coded without an adapter: drop --caption-adapter")
+        raise ModelMismatchError(
+            f"the archive's captions were coded with the adapter {name!r} (sha256 {str(want)[:16]}...), not with "
+            f"{self.text.lm.adapter.path} (sha256 {have[:16]}...)")
 
     def compress(
         self,
@@ -118,6 +142,7 @@ class ImageTextCodec:
             "refiner": refiner_params or {"spec": "identity"},
         }
         params["caption_codec"] = self.text.codec_id  # required from format 1.1 (absent in 1.0: codec 1)
+        params.update(self._adapter_params())
         header = Header(codec=self.name, params=params, models=self._models(), writer=f"semzip {__version__}")
         return Encoded(header, {}, blocks, names)
 
@@ -153,6 +178,7 @@ class ImageTextCodec:
         """Refuse an archive whose header is invalid (:func:`semzip.format.check_header`) or written with other
         LIC or language models (or caption prompt) than these."""
         check_header(header)
+        self._check_adapter(header)
         for ref in self._models():
             header.require_model(ref.role, ref.name, ref.fingerprint)
         if header.params.get("caption_prompt") != self._prompt_tag():

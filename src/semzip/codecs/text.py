@@ -44,7 +44,13 @@ from typing import Any
 import numpy as np
 
 from semzip.entropy import CategoricalModel, Decoder, Encoder
-from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError, SemzipError
+from semzip.errors import (
+    CorruptedSectionError,
+    EntropyDecodeError,
+    InvalidInputError,
+    ModelMismatchError,
+    SemzipError,
+)
 from semzip.format import compact
 
 __all__ = ["CODEC_ID", "INT_CODEC_ID", "PRECISION", "PROMPT_V1", "IntTextCoder", "TextCoder", "logits_to_freqs"]
@@ -206,7 +212,7 @@ class _CaptionFiles:
         raise NotImplementedError
 
     def encode_file(self, text: str, final_newline: bool = False) -> bytes:
-        """A complete caption file: compact header, payload, 16-bit check (payload + 5 bytes).
+        """A complete caption file: compact header, payload, 16-bit check (payload + 4 bytes; 5 for codec 1).
 
         ``final_newline`` records a trailing newline outside the coded text (as text files end).
         """
@@ -488,14 +494,22 @@ class IntTextCoder(_CaptionFiles):
 
     codec_id = INT_CODEC_ID
 
-    def __init__(self, lm: Any, prompt: str = PROMPT_V1, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(self, lm: Any, prompt: str | None = None, batch_size: int = BATCH_SIZE) -> None:
         self.lm = lm
+        adapter = getattr(lm, "adapter", None)
+        if prompt is None:  # an adapted model reads the prompt it was trained with
+            prompt = adapter.prompt if adapter is not None else PROMPT_V1
         self.prompt = prompt
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
         table = lm.table
-        if prompt == PROMPT_V1 and lm.name == "smollm2-135m":
+        if adapter is not None and prompt == adapter.prompt:
+            self.prompt_ids = list(adapter.prompt_ids)  # stored with the adapter: no tokenizer needed
+            if any(not 0 <= i < lm.vocab_size for i in self.prompt_ids) or \
+                    table.text_bytes(self.prompt_ids) != prompt.encode("utf-8"):
+                raise ModelMismatchError(f"adapter {adapter.path}: its prompt token ids do not spell its prompt")
+        elif prompt == PROMPT_V1 and lm.name == "smollm2-135m":
             self.prompt_ids = list(PROMPT_V1_IDS_SMOLLM2)
         else:
             self.prompt_ids = lm.encode(prompt) or [lm.bos_id]
@@ -511,7 +525,8 @@ class IntTextCoder(_CaptionFiles):
     def prefix(self) -> Any:
         """The model state after the prompt (computed once, cached with the model)."""
         if self._prefix is None:
-            self._prefix = self.lm.prefix(self.prompt_ids)
+            state = getattr(self.lm, "prompt_state", None)  # adapters may read base-model prompt states
+            self._prefix = state(self.prompt_ids) if state is not None else self.lm.prefix(self.prompt_ids)
         return self._prefix
 
     def _encode(self, text: str) -> list[int]:

@@ -1,17 +1,20 @@
 """The compact container: a few bytes around one short entropy-coded stream (a caption), or a list of them.
 
-A caption codes to ~8 bytes, so the regular container (magic, JSON header, CRC32 per section) would
-triple the file. This layout spends 5 bytes per single record (docs/text-coding.md has the details):
+A caption codes to ~7 bytes, so the regular container (magic, JSON header, CRC32 per section) would
+triple the file. Two layouts (docs/text-coding.md has the details):
 
-    single:  magic 0xF5 | format u8 | model tag u8 | payload | check u16 (big-endian)
-    lines:   magic 0xF5 | format u8 | model tag u8 | count uvarint | record*
+    single, layout 2 (text codec 2; 4 bytes around the payload):
+             magic 0xF6 or 0xF7 | model tag u8 | payload | check u16 (big-endian)
+             0xF7: the original text ended with a newline that is not part of the coded text
+    single, layout 1:  magic 0xF5 | format u8 | model tag u8 | payload | check u16
+    lines (layout 1):  magic 0xF5 | format u8 | model tag u8 | count uvarint | record*
              record = length uvarint | payload | check u16
 
     format   bits 7-5: layout version (1); bit 4: lines file; bit 3: the original text ended with a
              newline that is not part of the coded text(s); bits 2-0: codec id (what the payloads hold;
-             1 = semzip.codecs.text v1)
-    tag      first byte of the model fingerprint: a wrong model is refused before decoding (255 of 256
-             wrong models; the check catches the rest)
+             1 = semzip.codecs.text v1, 2 = the integer-model codec)
+    tag      first byte of the model fingerprint (an adapter is part of it): a wrong model is refused
+             before decoding (255 of 256 wrong models; the check catches the rest)
     check    CRC-16/CCITT (binascii.crc_hqx, init 0xFFFF) over: the full model fingerprint bytes, the
              header bytes (incl. count), for lines the record index as uvarint, the record's own bytes
              before the check, and ``check_data`` (the decoded symbols: the caption's UTF-8). It is
@@ -19,8 +22,11 @@ triple the file. This layout spends 5 bytes per single record (docs/text-coding.
              model, or float arithmetic that differs on another machine) -- at 16 bits, a damaged or
              desynchronised record passes with probability 2**-16.
 
-0xF5 never occurs in UTF-8 text and differs from the main container's first byte (0x89), so a caption file
-is never mistaken for either. stdlib only; writes go through :func:`semzip.format.atomic_write`.
+Layout 2 drops the format byte for the common case (one caption, codec 2): its first byte says all the
+format byte said (single, codec 2, the newline flag). Codec-1 files and lines files keep layout 1, and
+layout-1 files of every kind still decode. 0xF5-0xF7 never occur in UTF-8 text and differ from the main
+container's first byte (0x89), so a caption file is never mistaken for either. stdlib only; writes go
+through :func:`semzip.format.atomic_write`.
 """
 
 from __future__ import annotations
@@ -55,10 +61,14 @@ __all__ = [
 
 COMPACT_MAGIC = 0xF5
 COMPACT_VERSION = 1
+SINGLE2_MAGIC = 0xF6  # layout 2 single record of codec 2; 0xF7 with the final-newline flag
+SINGLE2_CODEC = 2
 _FLAG_LINES, _FLAG_NEWLINE = 0x10, 0x08
 HEADER_SIZE = 3
+HEADER_SIZE_SINGLE2 = 2
 CHECK_SIZE = 2
-OVERHEAD_SINGLE = HEADER_SIZE + CHECK_SIZE
+OVERHEAD_SINGLE = HEADER_SIZE_SINGLE2 + CHECK_SIZE  # what a single caption file of codec 2 costs
+OVERHEAD_SINGLE_V1 = HEADER_SIZE + CHECK_SIZE
 MAX_CODEC = 7
 
 
@@ -116,9 +126,20 @@ def _head(codec: int, lines: bool, final_newline: bool, fingerprint: str) -> tup
     return bytes((COMPACT_MAGIC, fmt, fp[0])), fp
 
 
-def pack(payload: bytes, *, codec: int, fingerprint: str, check_data: bytes, final_newline: bool = False) -> bytes:
-    """One record: 3-byte header, ``payload``, 2-byte check over fingerprint, header, payload, check_data."""
-    head, fp = _head(codec, False, final_newline, fingerprint)
+def pack(payload: bytes, *, codec: int, fingerprint: str, check_data: bytes, final_newline: bool = False,
+         layout: int | None = None) -> bytes:
+    """One record: header (2 bytes in layout 2, the default for codec 2; 3 in layout 1), ``payload``, 2-byte
+    check over fingerprint, header, payload, check_data."""
+    layout = layout if layout is not None else (2 if codec == SINGLE2_CODEC else 1)
+    if layout == 2:
+        if codec != SINGLE2_CODEC:
+            raise InvalidInputError(f"layout 2 holds codec {SINGLE2_CODEC} only, not codec {codec}")
+        fp = fingerprint_bytes(fingerprint)
+        head = bytes((SINGLE2_MAGIC | int(bool(final_newline)), fp[0]))
+    elif layout == 1:
+        head, fp = _head(codec, False, final_newline, fingerprint)
+    else:
+        raise InvalidInputError(f"compact layout must be 1 or 2, got {layout!r}")
     payload = bytes(payload)
     return head + payload + _crc16(fp, head, payload, bytes(check_data)).to_bytes(2, "big")
 
@@ -140,15 +161,20 @@ def pack_lines(
 
 
 def is_compact(data: bytes) -> bool:
-    """True if ``data`` starts like a compact file (magic byte)."""
-    return len(data) >= 1 and data[0] == COMPACT_MAGIC
+    """True if ``data`` starts like a compact file (magic byte of either layout)."""
+    return len(data) >= 1 and data[0] in (COMPACT_MAGIC, SINGLE2_MAGIC, SINGLE2_MAGIC | 1)
 
 
 def read_header(data: bytes) -> CompactHeader:
     """Parse the header; refuses other files, unknown versions and malformed headers."""
     data = bytes(data)
     if not is_compact(data):
-        raise NotAContainerError("not a semzip caption file (the first byte is not 0xF5)")
+        raise NotAContainerError("not a semzip caption file (the first byte is not 0xF5, 0xF6 or 0xF7)")
+    if data[0] != COMPACT_MAGIC:  # layout 2: one record of codec 2
+        if len(data) < HEADER_SIZE_SINGLE2:
+            raise CorruptedSectionError("caption file is truncated inside its 2-byte header")
+        return CompactHeader(codec=SINGLE2_CODEC, lines=False, final_newline=bool(data[0] & 1), model_tag=data[1],
+                             count=None, size=HEADER_SIZE_SINGLE2)
     if len(data) < HEADER_SIZE:
         raise CorruptedSectionError("caption file is truncated inside its 3-byte header")
     fmt = data[1]
@@ -173,8 +199,8 @@ def read_header(data: bytes) -> CompactHeader:
 def _check_model(header: CompactHeader, fp: bytes, fingerprint: str) -> None:
     if header.model_tag != fp[0]:
         raise ModelMismatchError(
-            f"caption file was encoded with another model (tag {header.model_tag:02x}, the loaded model "
-            f"{fingerprint} has tag {fp[0]:02x}): decode it with the model it was made with"
+            f"caption file was encoded with another model or adapter (tag {header.model_tag:02x}, the loaded "
+            f"model {fingerprint} has tag {fp[0]:02x}): decode it with the model (and --adapter) it was made with"
         )
 
 
@@ -186,12 +212,13 @@ def unpack(data: bytes, *, fingerprint: str, codec: int | None = None) -> tuple[
         raise InvalidInputError("this caption file holds several lines: decode it as a lines file")
     if codec is not None and header.codec != codec:
         raise UnsupportedVersionError(f"caption file uses codec {header.codec}, expected codec {codec}")
-    if len(data) < OVERHEAD_SINGLE:
+    if len(data) < header.size + CHECK_SIZE:
         raise CorruptedSectionError("caption file is truncated (shorter than header + check)")
     fp = fingerprint_bytes(fingerprint)
     _check_model(header, fp, fingerprint)
     check = int.from_bytes(data[-CHECK_SIZE:], "big")
-    return header, CompactRecord(payload=data[HEADER_SIZE:-CHECK_SIZE], check=check, _prefix=(fp, data[:HEADER_SIZE]))
+    return header, CompactRecord(payload=data[header.size:-CHECK_SIZE], check=check,
+                                 _prefix=(fp, data[:header.size]))
 
 
 def unpack_lines(data: bytes, *, fingerprint: str, codec: int | None = None) -> tuple[CompactHeader, list[CompactRecord]]:

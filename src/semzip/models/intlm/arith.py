@@ -671,6 +671,19 @@ class IntLlama:
         return Prefix(tuple(int(i) for i in tokens), [k[0].astype(np.int32) for k in ks],
                       [v[0].astype(np.int32) for v in vs], f[0])
 
+    def extend(self, prefix: Prefix, tokens: Sequence[int]) -> Prefix:
+        """``prefix`` continued by ``tokens`` through this model: e.g. an adapted model reading the last
+        prompt token after a state its base model computed. The same integers as one pass would give when
+        both are the same model."""
+        ids = np.asarray([list(tokens)], dtype=np.int64)
+        if ids.shape[1] == 0:
+            return prefix
+        f, ks, vs = self.forward(ids, prefix.length, prefix, None, rows=np.array([ids.shape[1] - 1]))
+        return Prefix(prefix.tokens + tuple(int(i) for i in tokens),
+                      [np.concatenate([pk, k[0].astype(np.int32)], axis=1) for pk, k in zip(prefix.keys, ks, strict=True)],
+                      [np.concatenate([pv, v[0].astype(np.int32)], axis=1) for pv, v in zip(prefix.values, vs, strict=True)],
+                      f[0])
+
     def new_batch(self, prefix: Prefix, size: int, capacity: int) -> Batch:
         """A batch of ``size`` sequences that may each grow to ``capacity`` tokens after ``prefix``."""
         if prefix.length + capacity > self.config.context:

@@ -11,6 +11,7 @@ import numpy as np
 
 from semzip.entropy.fixedpoint import f16_to_q24, f32_to_fraction, requantize_rows, rshift_round
 from semzip.errors import ModelMismatchError
+from semzip.models.intlm.adapter import merge_delta
 from semzip.models.intlm.arith import F_H, NORM_BOUND, IntLMConfig
 
 
@@ -50,7 +51,7 @@ def _gguf_blocks_to_q24(raw: np.ndarray, kind: str, rows: int, cols: int) -> np.
 _GGUF_KINDS = {"F16", "Q4_0", "Q4_1", "Q8_0", "F32", "BF16"}
 
 
-def _gguf_matrix(t: Any, name: str) -> dict[str, np.ndarray]:
+def _gguf_matrix(t: Any, name: str, adapter: Any = None) -> dict[str, np.ndarray]:
     kind = t.tensor_type.name
     cols, rows = int(t.shape[0]), int(t.shape[1])
     if kind not in _GGUF_KINDS:
@@ -58,6 +59,9 @@ def _gguf_matrix(t: Any, name: str) -> dict[str, np.ndarray]:
             f"GGUF tensor {t.name} is {kind}; the integer coder reads F32, F16, BF16, Q4_0, Q4_1 and Q8_0 "
             "(re-quantize the model with llama.cpp, e.g. to Q4_1 or Q8_0)")
     raw = np.asarray(t.data)
+    delta = adapter.delta(name) if adapter is not None else None
+    if delta is not None and delta[0].shape != (rows, cols):
+        raise ModelMismatchError(f"adapter weight {name} is {delta[0].shape[0]}x{delta[0].shape[1]}, the model's {rows}x{cols}")
     out: dict[str, np.ndarray] = {}
     step = max(1, (1 << 22) // cols)
     parts = []
@@ -67,10 +71,11 @@ def _gguf_matrix(t: Any, name: str) -> dict[str, np.ndarray]:
             bits = raw.reshape(rows, -1)[r0:r1]
             bits = bits.view(np.uint32) if kind == "F32" else bits.view(np.uint16).astype(np.uint32) << 16
             v, frac = _row_fraction_f32(bits.reshape(r1 - r0, cols))
-            parts.append(_quantize_matrix(v, frac, name))
         else:
-            sub = raw.reshape(rows, -1)[r0:r1]
-            parts.append(_quantize_matrix(_gguf_blocks_to_q24(sub, kind, r1 - r0, cols), 24, name))
+            v, frac = _gguf_blocks_to_q24(raw.reshape(rows, -1)[r0:r1], kind, r1 - r0, cols), 24
+        if delta is not None:
+            v, frac = merge_delta(v, frac, (delta[0][r0:r1], delta[1]), name)
+        parts.append(_quantize_matrix(v, frac, name))
     for key in parts[0]:
         out[key] = np.concatenate([p[key] for p in parts])
     return out
@@ -89,8 +94,9 @@ def _f32_scalar(value: float) -> tuple[int, int]:
     return int(m[0]), int(e[0])
 
 
-def convert_gguf(path: str) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[str, Any]]:
-    """Read a llama-architecture GGUF file; exact integer weights, config and tokenizer fields."""
+def convert_gguf(path: str, adapter: Any = None) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[str, Any]]:
+    """Read a llama-architecture GGUF file; exact integer weights, config and tokenizer fields. An
+    :class:`~semzip.models.intlm.adapter.LMAdapter` is folded into the weights exactly."""
     try:
         import gguf
     except ImportError as exc:
@@ -139,7 +145,7 @@ def convert_gguf(path: str) -> tuple[IntLMConfig, dict[str, np.ndarray], dict[st
                 raise ModelMismatchError(f"GGUF norm tensor {name} is {t.tensor_type.name}, expected F32")
             arrays[base] = _f32_vector_q16(np.asarray(t.data), name)
         elif len(t.shape) == 2:
-            arrays.update(_gguf_matrix(t, base))
+            arrays.update(_gguf_matrix(t, base, adapter))
     tok = {
         "tokens": [bytes(reader.fields["tokenizer.ggml.tokens"].parts[i]).decode("utf-8")
                    for i in reader.fields["tokenizer.ggml.tokens"].data],
@@ -161,8 +167,9 @@ def _hf_unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def convert_safetensors(folder: str) -> tuple[IntLMConfig, dict[str, np.ndarray]]:
-    """A Hugging Face Llama folder (config.json + *.safetensors in F32/F16/BF16) as exact integer weights."""
+def convert_safetensors(folder: str, adapter: Any = None) -> tuple[IntLMConfig, dict[str, np.ndarray]]:
+    """A Hugging Face Llama folder (config.json + *.safetensors in F32/F16/BF16) as exact integer weights,
+    with an adapter folded in exactly when one is given."""
     import json
     from pathlib import Path
 
@@ -213,6 +220,9 @@ def convert_safetensors(folder: str) -> tuple[IntLMConfig, dict[str, np.ndarray]
                 elif target.endswith("attn_k"):
                     bits = _hf_unpermute(bits, n_kv)
                 v, frac = _row_fraction_f32(bits)
+                delta = adapter.delta(target) if adapter is not None else None
+                if delta is not None:
+                    v, frac = merge_delta(v, frac, delta, target)
                 arrays.update(_quantize_matrix(v, frac, target))
     if hf.get("tie_word_embeddings", True) and "output.w" in arrays:
         pass

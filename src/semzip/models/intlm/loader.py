@@ -38,7 +38,7 @@ def code_digest(*modules: str) -> str:
     return h.hexdigest()[:16]
 
 
-CONVERT_CODE = ("semzip.entropy.fixedpoint", "semzip.models.intlm.convert")
+CONVERT_CODE = ("semzip.entropy.fixedpoint", "semzip.models.intlm.convert", "semzip.models.intlm.adapter")
 ARITH_CODE = ("semzip.entropy.fixedpoint", "semzip.models.intlm.arith")
 _META = "semzip-int.json"
 _WEIGHTS = "int8.npy"
@@ -144,6 +144,9 @@ class IntLanguageModel:
         self._prefixes: dict[tuple[int, ...], Prefix] = {}
         self.load_seconds = 0.0
         self.converted = False
+        self.adapter: Any = None  # the LMAdapter folded into the weights, if any
+        self.base: IntLanguageModel | None = None  # the plain model, for adapters that read base prompt states
+        self.base_fingerprint = fingerprint  # the model's own fingerprint (``fingerprint`` includes an adapter)
 
     def __repr__(self) -> str:
         return f"IntLanguageModel(name={self.name!r}, fingerprint={self.fingerprint}, kernel={self.kernel_name})"
@@ -153,6 +156,19 @@ class IntLanguageModel:
         if kind != self.kernel_name:
             self.model.kernel = make_kernel(kind)
             self.kernel_name = kind
+        if self.base is not None:
+            self.base.use_kernel(kind)
+
+    def prompt_state(self, ids: Sequence[int]) -> Prefix:
+        """The state after the coder's prompt ``ids``. An adapter trained on base-model prompt states
+        (``prompt_state: base`` in its metadata) reads all but the last prompt token with the base model,
+        and the last one with the adapted model, as in its training; otherwise :meth:`prefix`."""
+        if self.adapter is None or self.base is None or len(ids) < 2:
+            return self.prefix(ids)
+        key = ("base", *ids)
+        if key not in self._prefixes:
+            self._prefixes[key] = self.model.extend(self.base.prefix(ids[:-1]), ids[-1:])
+        return self._prefixes[key]
 
     @property
     def tokenizer(self) -> Any:
@@ -259,7 +275,7 @@ def _default_kernel() -> str:
 
 def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = None,
                             cache_dir: Any = None, kernel: str | None = None, allow_download: bool = False,
-                            verify: bool = True) -> IntLanguageModel:
+                            verify: bool = True, adapter: Any = None) -> IntLanguageModel:
     """The integer-exact model for ``spec`` (registry name, ``.gguf`` file, local Llama folder, or a hub
     name already in the cache). The first load converts the weights (a few seconds) into
     ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder.
@@ -267,6 +283,9 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
     ``kernel``: the exact matrix-product kernel, ``numpy`` (no torch import), ``torch`` (int8 ``_int_mm``,
     faster for batches) or ``cuda``; ``$SEMZIP_LM_KERNEL`` sets the default, else torch if it is already
     imported, else numpy. All give the same integers.
+
+    ``adapter``: an adapter file (``semzip text train``) or :class:`~semzip.models.intlm.adapter.LMAdapter`,
+    folded exactly into the weights (cached separately); it must have been trained for this model.
     """
     import os
     import time
@@ -306,7 +325,7 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
             raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
         else:
             local = L.hub_snapshot(spec_str, allow_download)
-            return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify)
+            return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify, adapter)
     if gguf_path is not None:
         if not gguf_path.is_file():
             raise MissingModelError(f"GGUF file not found: {gguf_path}")
@@ -315,7 +334,20 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
     else:
         fingerprint = L._combine(L._folder_files(hf_folder), cache)
         source = str(hf_folder)
-    folder = cache / "models" / f"{name}-{fingerprint[:16]}-int{ARITH_VERSION}"
+    base_fingerprint = fingerprint
+    if adapter is not None:
+        from semzip.models.intlm.adapter import LMAdapter, combined_fingerprint, load_adapter
+
+        if not isinstance(adapter, LMAdapter):
+            adapter = load_adapter(adapter)
+        if adapter.base_fingerprint != fingerprint:
+            raise ModelMismatchError(
+                f"adapter {adapter.path} was trained for language model {adapter.base_model!r} (fingerprint "
+                f"{adapter.base_fingerprint[:16]}), not for {name!r} ({fingerprint[:16]})")
+        fingerprint = combined_fingerprint(fingerprint, adapter.fingerprint)
+        folder = cache / "models" / f"{name}-{base_fingerprint[:16]}-a{adapter.fingerprint[:12]}-int{ARITH_VERSION}"
+    else:
+        folder = cache / "models" / f"{name}-{fingerprint[:16]}-int{ARITH_VERSION}"
     converted = False
     try:
         config, arrays, meta = load_converted(folder, verify=verify)
@@ -327,12 +359,16 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
 
             shutil.rmtree(folder, ignore_errors=True)
         if gguf_path is not None:
-            config, arrays, tok = convert_gguf(str(gguf_path))
+            config, arrays, tok = convert_gguf(str(gguf_path), adapter)
             control, tokenizer_json = _gguf_tokenizer_info(tok)
             tokens, eos, bos = tok["tokens"], tok["eos"], tok["bos"]
         else:
-            config, arrays = convert_safetensors(str(hf_folder))
+            config, arrays = convert_safetensors(str(hf_folder), adapter)
             tokens, control, tokenizer_json, eos, bos = _hf_tokenizer_info(hf_folder)
+        if adapter is not None:
+            unknown = sorted(n for n in adapter.factors if n + ".w" not in arrays)
+            if unknown:
+                raise ModelMismatchError(f"adapter {adapter.path} adapts weights {name!r} does not have: {unknown[:3]}")
         if len(tokens) > config.vocab:
             raise ModelMismatchError(f"{source}: the tokenizer has {len(tokens)} tokens, the model {config.vocab}")
         tokens = list(tokens) + [""] * (config.vocab - len(tokens))
@@ -351,5 +387,9 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
         converted = True
     lm = IntLanguageModel(name, fingerprint, source, folder, config, arrays, meta, kernel=kernel)
     lm.converted = converted
+    lm.adapter = adapter
+    lm.base_fingerprint = base_fingerprint
+    if adapter is not None and adapter.meta.get("prompt_state", "adapted") == "base":
+        lm.base = load_int_language_model(spec, gguf_file, cache_dir, kernel, False, verify)
     lm.load_seconds = time.perf_counter() - t0
     return lm

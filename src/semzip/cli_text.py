@@ -298,5 +298,5 @@ def train(
 
     result = train_adapter(captions, output, cfg, resume=resume, say=say, progress=progress, force=force)
     say(f"adapter {result.path}: {result.size_bytes} bytes, best epoch {result.best_epoch}, "
-        f"{result.seconds:.0f} s; validation payload {result.val_payload_bytes:.2f} B per caption "
+        f"{result.seconds:.0f} s in this run; validation payload {result.val_payload_bytes:.2f} B per caption "
         f"(plain model {result.base_val_payload_bytes:.2f} B)")

@@ -285,7 +285,7 @@ def train_adapter(corpus: Sequence[str], output: str | os.PathLike, cfg: Adapter
         say(f"resumed after epoch {state['epoch']} of {cfg.epochs}")
     else:
         val0 = trainer.evaluate([s for _, s in val])
-        state["history"].append({"epoch": 0, "train_bits": float("nan"), "val_bits": val0,
+        state["history"].append({"epoch": 0, "train_bits": None, "val_bits": val0,
                                  "val_bpc": _bpc(val0, val)})
         state["best_val"] = val0
         say(f"epoch 0 (base model): validation {val0:.2f} bits/caption, {_bpc(val0, val):.3f} bits/char")

@@ -101,6 +101,16 @@ def test_logits_to_freqs_is_exact_and_total():
         logits_to_freqs(np.array([0.0, np.nan], dtype=np.float32))
 
 
+def _every_bit_flip_refused(data: bytes, fp: str, text: bytes) -> None:
+    """Every single-bit flip of header/payload/check is caught (CRC-16 burst guarantee)."""
+    for i in range(len(data)):
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(SemzipError):
+                compact.unpack(bytes(bad), fingerprint=fp)[1].verify(text)
+
+
 def test_compact_layout_and_damage():
     fp = "b4b9baeadd2cbc6c"
     data = compact.pack(b"\x12\x34\x56", codec=1, fingerprint=fp, check_data=b"hello")
@@ -116,13 +126,7 @@ def test_compact_layout_and_damage():
         compact.unpack(b"A caption", fingerprint=fp)
     with pytest.raises(UnsupportedVersionError):
         compact.unpack(data[:1] + bytes([data[1] ^ 0x40]) + data[2:], fingerprint=fp)
-    # every single-byte flip of header/payload/check is caught by the check (CRC-16 burst guarantee)
-    for i in range(len(data)):
-        for bit in range(8):
-            bad = bytearray(data)
-            bad[i] ^= 1 << bit
-            with pytest.raises(SemzipError):
-                compact.unpack(bytes(bad), fingerprint=fp)[1].verify(b"hello")
+    _every_bit_flip_refused(data, fp, b"hello")
     lines = compact.pack_lines([b"\x01", b"", b"\x02\x03"], codec=1, fingerprint=fp,
                                check_data=[b"a", b"", b"bc"], final_newline=True)
     header, recs = compact.unpack_lines(lines, fingerprint=fp, codec=1)
@@ -152,12 +156,7 @@ def test_compact_layout_2_single_files():
             compact.unpack(data, fingerprint="00" + fp[2:])
         with pytest.raises(UnsupportedVersionError):
             compact.unpack(data, fingerprint=fp, codec=1)
-        for i in range(len(data)):
-            for bit in range(8):
-                bad = bytearray(data)
-                bad[i] ^= 1 << bit
-                with pytest.raises(SemzipError):
-                    compact.unpack(bytes(bad), fingerprint=fp)[1].verify(b"hello")
+        _every_bit_flip_refused(data, fp, b"hello")
         for cut in range(4):
             with pytest.raises(SemzipError):
                 compact.unpack(data[:cut], fingerprint=fp)[1].verify(b"hello")

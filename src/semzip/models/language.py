@@ -351,16 +351,34 @@ def _gguf_model(
 
 def hub_snapshot(spec: str, allow_download: bool = False) -> Path:
     """The local folder of a Hugging Face hub model (from the cache; downloaded only if ``allow_download``)."""
+    from semzip.models.registry import ALLOW_DOWNLOAD_ENV, MODEL_PATH_ENV, downloads_allowed, model_dirs
+
+    allow_download = allow_download or downloads_allowed()
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(spec, local_files_only=not allow_download))
     except Exception as exc:
-        hint = "" if allow_download else " (downloads are off: pass allow_download=True to fetch it)"
+        hint = "" if allow_download else (f"; downloads are off: pass --allow-download (allow_download=True in "
+                                          f"Python, or ${ALLOW_DOWNLOAD_ENV}=1) to fetch it")
+        dirs = ", ".join(str(d) for d in model_dirs()) or "none given"
         raise MissingModelError(
-            f"unknown language model {spec!r}: not a registry name ({', '.join(LANGUAGE_MODELS)}), a local "
-            f"path, or a cached hub model{hint}"
+            f"unknown language model {spec!r}: not a registered name ({', '.join(LANGUAGE_MODELS)}), a local "
+            f"path, a model in the model folders (searched: {dirs}; name one with --models DIR or "
+            f"${MODEL_PATH_ENV}) or a hub model in the local cache{hint}"
         ) from exc
+
+
+def missing_language_model(spec: str) -> MissingModelError:
+    """The error for a language model spec that names nothing here (nor in the model folders)."""
+    from semzip.models.registry import MODEL_PATH_ENV, model_dirs
+
+    path = Path(spec).expanduser()
+    what = "is not a model folder or a .gguf file" if path.exists() else "was not found"
+    dirs = ", ".join(str(d) for d in model_dirs()) or "none given"
+    return MissingModelError(
+        f"language model {spec!r} {what} (registered names: {', '.join(sorted(LANGUAGE_MODELS))}; model folders "
+        f"searched: {dirs}; name one with --models DIR or ${MODEL_PATH_ENV})")
 
 
 def load_language_model(
@@ -393,7 +411,9 @@ def load_language_model(
         )
         name, source = spec_str, str(folder / (gguf_file or entry.gguf_file))
     else:
-        path = Path(spec_str).expanduser()
+        from semzip.models.registry import locate  # a name an archive recorded: found in the model folders
+
+        path = Path(locate(spec_str)).expanduser()
         if path.is_file() and path.suffix == ".gguf":
             path, gguf_file = path.parent, path.name
         if path.is_dir():
@@ -405,8 +425,8 @@ def load_language_model(
                 model, tokenizer = _load_hf_folder(path, None)
                 cached = False
             source = str(path / gguf_file) if gguf_file else str(path)
-        elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
-            raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
+        elif path.exists() or os.sep in spec_str or spec_str.startswith(".") or spec_str.endswith(".gguf"):
+            raise missing_language_model(spec_str)
         else:
             local = hub_snapshot(spec_str, allow_download)
             return load_language_model(local, gguf_file, False, cache_dir, threads, deterministic)

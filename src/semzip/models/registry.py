@@ -84,13 +84,17 @@ def portable_name(path: str | os.PathLike) -> str:
 def portable_spec(spec: str | None) -> str | None:
     """``spec`` as an archive records it: local paths in it reduced to their names, so that decoding finds
     them through the search path on any machine (``"sd-img2img:/models/sd15"`` -> ``"sd-img2img:sd15"``,
-    ``"compressai:mbt2018:/ck/m.pth"`` -> ``"compressai:mbt2018:m.pth"``); names, tags and hub ids unchanged."""
-    if not spec or ":" not in spec:
-        return spec
-    prefix, _, arg = spec.partition(":")
+    ``"compressai:mbt2018:/ck/m.pth"`` -> ``"compressai:mbt2018:m.pth"``, a language model's
+    ``"/models/SmolLM2.gguf"`` -> ``"SmolLM2.gguf"``); names, tags and hub ids unchanged."""
 
     def name(a: str) -> str:
         return portable_name(a) if Path(a).expanduser().exists() or _looks_local(a) else a
+
+    if not spec:
+        return spec
+    if ":" not in spec or Path(spec).expanduser().exists():  # a bare path (language models), a name or an id
+        return name(spec)
+    prefix, _, arg = spec.partition(":")
 
     if prefix == "open_clip":
         model, sep, pretrained = arg.partition("/")

@@ -63,6 +63,7 @@ class AdapterConfig:
     prompt_state: str = "base"  # base: prompt states from the base model; adapted: through the adapter
     lr: float = 1e-3
     weight_decay: float = 0.0
+    dropout: float = 0.0  # LoRA dropout on the adapters' inputs while training
     batch_size: int = 16
     epochs: int = 4
     patience: int = 1
@@ -83,6 +84,7 @@ class AdapterConfig:
             (isinstance(self.patience, int) and self.patience >= 0, "patience must be a non-negative int"),
             (0.0 < self.val_fraction < 0.9, f"val_fraction must be in (0, 0.9), got {self.val_fraction!r}"),
             (self.alpha >= 0, "alpha must be >= 0"),
+            (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout!r}"),
             (isinstance(self.threads, int) and self.threads >= 0, "threads must be a non-negative int"),
             (self.device in ("cpu", "cuda"), f"device must be cpu or cuda, got {self.device!r}"),
             (self.prompt_state in ("base", "adapted"), f"prompt_state must be base or adapted, got {self.prompt_state!r}"),
@@ -391,7 +393,7 @@ class _Trainer:
         lm = load_language_model(cfg.model)
         self.config = lm.model.config
         base = lm.model.float().to(cfg.device)
-        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.rank * cfg.scaling, lora_dropout=0.0,
+        lcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.rank * cfg.scaling, lora_dropout=cfg.dropout,
                           target_modules=list(cfg.targets), bias="none")
         import warnings
 
@@ -507,7 +509,8 @@ class _Trainer:
         if state.get("corpus") != fresh["corpus"]:
             raise InvalidInputError("--resume: the checkpoint was trained on another corpus")
         keep = ("epochs", "patience", "out_dir")
-        if {k: v for k, v in state["config"].items() if k not in keep} != \
+        saved = {**asdict(AdapterConfig()), **state["config"]}  # keys added since the checkpoint: defaults
+        if {k: v for k, v in saved.items() if k not in keep} != \
                 {k: v for k, v in fresh["config"].items() if k not in keep}:
             raise InvalidInputError("--resume: the checkpoint's settings differ from this run's (only epochs and "
                                     "patience may change)")

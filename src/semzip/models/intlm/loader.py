@@ -310,7 +310,9 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
         gguf_path = folder / (gguf_file or entry.gguf_file)
         name = spec_str
     else:
-        path = Path(spec_str).expanduser()
+        from semzip.models.registry import locate  # a name an archive recorded: found in the model folders
+
+        path = Path(locate(spec_str)).expanduser()
         if path.is_file() and path.suffix == ".gguf":
             gguf_path, name = path, path.stem
         elif path.is_dir() and gguf_file:
@@ -321,8 +323,8 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
                 gguf_path, name = ggufs[0], ggufs[0].stem
             else:
                 gguf_path, hf_folder, name = None, path, path.name
-        elif path.exists() or os.sep in spec_str or spec_str.startswith("."):
-            raise MissingModelError(f"{spec_str} is not a model folder or a .gguf file")
+        elif path.exists() or os.sep in spec_str or spec_str.startswith(".") or spec_str.endswith(".gguf"):
+            raise L.missing_language_model(spec_str)
         else:
             local = L.hub_snapshot(spec_str, allow_download)
             return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify, adapter)

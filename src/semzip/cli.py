@@ -364,18 +364,26 @@ def decompress(
         out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
         return
     check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
+    image_text = d["codec"] == "image-text"
+    wh = _parse_size(size)
+    before = set(p.name for p in output.iterdir()) if output.is_dir() else set()
     n = len(item) if item else d["n_items"]
-    if d["codec"] == "image-text":
+    if image_text:
         with _progress(n, "decoding images and captions") as adv:
             files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
                                           strength=strength, guidance=guidance, progress=adv, force=force,
                                           caption_adapter=caption_adapter)
         out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
-        return
-    with _progress(n, "generating images") as adv:
-        files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0, steps=steps,
-                                  guidance=guidance, size=_parse_size(size), progress=adv, force=force)
-    out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
+    else:
+        with _progress(n, "generating images") as adv:
+            files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0,
+                                      steps=steps, guidance=guidance, size=wh, progress=adv, force=force)
+        out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
+    made = {"contact_sheet.png", "generation.json", *(["captions.txt"] if image_text else [])}
+    kept = sorted(before - {f.name for f in files} - made)
+    if kept:  # --force into a folder that held other files: say so rather than mix them silently
+        err.print(styled(("note:", "yellow"), f" {len(kept)} older file(s) in {output} were kept and are not "
+                         f"from {archive.name} (e.g. {kept[0]}); decode into an empty folder to keep them apart"))
 
 
 @app.command()
@@ -533,14 +541,15 @@ def demo(
         size, got = compress_folder(images, arc, encoder="thumbnail", embed_progress=adv, sparsity=3, use_cache=False)
     d = describe(arc)
     sec = {s["name"]: s["bytes"] for s in d["sections"]}
-    codes = sec.get("items", 0) + sec.get("index", 0)
+    codes, index = sec.get("items", 0), sec.get("index", 0)  # the sections `semzip info` lists
     out.print(
         f"2. compressed with the collection codec (encoder: colour-layout thumbnails, offline and NOT semantic; "
         f"a CLIP encoder gives semantic atoms): {arc}, {size} bytes"
     )
     out.print(
-        f"   dictionary {sec['dictionary']} B, per-item codes {codes} B = {8 * codes / n:.1f} bits per image; "
-        f"whole file {d['bits_per_item']:.0f} bits per image = {d['bits_per_pixel']:.2g} bpp"
+        f"   sections (as `semzip info` lists them): dictionary {sec['dictionary']} B, per-item codes (items) "
+        f"{codes} B = {8 * codes / n:.1f} bits per image, block index {index} B; whole file (header, names and "
+        f"model list included) {d['bits_per_item']:.0f} bits per image = {d['bits_per_pixel']:.2g} bpp"
     )
     raw = workdir / "sq8.smz"
     sq_size = compress_embeddings(got.embeddings, raw, codec="sq", bits=8)

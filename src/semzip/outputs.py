@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from semzip.errors import InvalidInputError
-from semzip.format.container import temp_prefix
+from semzip.format.container import as_new_output, temp_prefix
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -90,6 +90,7 @@ def output_folder(path: str | os.PathLike, force: bool = False, inputs: Iterable
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(target)) from None
     try:
+        as_new_output(tmp, folder=True)  # mkdtemp makes 0700 folders: the output gets the usual permissions
         try:
             yield tmp
         except OSError as exc:  # name the file the user asked for, not its place in the temporary folder

@@ -32,6 +32,7 @@ import numpy as np
 
 from semzip._optional import require
 from semzip.errors import CorruptedSectionError, InvalidInputError
+from semzip.format.container import as_new_output
 
 __all__ = ["EmbeddingStore", "Shard", "plan_fingerprint"]
 
@@ -75,6 +76,7 @@ def _atomic_replace(tmp_dir: Path, target: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        as_new_output(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -39,6 +39,7 @@ import numpy as np
 
 from semzip import __version__
 from semzip.errors import InvalidInputError
+from semzip.format.container import as_new_output
 from semzip.store import EmbeddingStore, plan_fingerprint
 
 __all__ = [
@@ -336,6 +337,7 @@ def task_code_shard(store_root: str, codec_kw: dict, D: np.ndarray, k: int, shar
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
         os.close(fd)
         try:
+            as_new_output(tmp)
             np.savez(tmp, cos_sum=np.float64(cos_sum), **asdict(codes))
             os.replace(tmp, path)
         except BaseException:
@@ -379,6 +381,7 @@ def _atomic_savez(path: Path, **arrays: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
+        as_new_output(tmp)
         np.savez(tmp, **arrays)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -298,6 +298,20 @@ def _naming(exc: OSError, target: Path) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
 
 
+def new_file_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process umask: what ``open()`` (0o666) or ``mkdir()`` (0o777) gives a new file or
+    folder. Temporary files and folders (``mkstemp``, ``mkdtemp``) are made private (0600, 0700); an output
+    renamed into place from one gets this mode instead."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def as_new_output(path: str | os.PathLike, folder: bool = False) -> None:
+    """Give a temporary file (or ``folder``) the permissions a newly created one would have (umask applied)."""
+    os.chmod(path, new_file_mode(0o777 if folder else 0o666))
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A file handle on a temporary file beside ``path``; when the block succeeds the file is fsynced and
@@ -311,9 +325,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise _naming(exc, target) from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+        as_new_output(tmp)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
@@ -344,6 +356,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
+        as_new_output(tmp, folder=True)  # mkdtemp makes 0700 folders
         yield tmp
         for f in tmp.iterdir():
             if f.is_file():

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from semzip.errors import InvalidInputError, MissingModelError
+from semzip.format.container import as_new_output
 
 __all__ = [
     "DEFAULT_LANGUAGE_MODEL",
@@ -104,6 +105,7 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        as_new_output(tmp)
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=1, sort_keys=True)
         os.replace(tmp, path)

@@ -1,0 +1,90 @@
+"""Trust in what the CLI writes and says: output permissions follow the umask, a forced decode into a used
+folder says what it kept, the demo's byte counts are the ones `semzip info` shows."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from semzip.cli import app
+from semzip.data.scenes import write_scenes
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    from semzip.api import compress_folder
+
+    d = tmp_path_factory.mktemp("trust")
+    write_scenes(d / "imgs", n=12, seed=3, size=(48, 32))
+    compress_folder(d / "imgs", d / "c.smz", encoder="thumbnail", use_cache=False, n_atoms=8, sparsity=2)
+    return d
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(p) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_decoded_files_sheets_and_blends_follow_the_umask(collection, tmp_path, mask):
+    arc = collection / "c.smz"
+    with umask(mask):
+        r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "dec")])
+        assert r.exit_code == 0, r.output
+        concept = str(collection / "imgs" / "forest_0001.png")
+        r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", concept,
+                                "-o", str(tmp_path / "b.png")])
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "e.npy")])
+        assert r.exit_code == 0, r.output
+    assert _mode(tmp_path / "dec") == 0o777 & ~mask  # the folder is built as a temporary one, then renamed
+    files = list((tmp_path / "dec").iterdir())
+    assert {f.name for f in files} >= {"contact_sheet.png", "generation.json", "beach_0000.png"}
+    for f in [*files, tmp_path / "b.png", tmp_path / "e.npy"]:
+        assert _mode(f) == 0o666 & ~mask, f.name
+
+
+def test_decoding_into_a_used_folder(collection, tmp_path):
+    arc, out = collection / "c.smz", tmp_path / "out"
+    out.mkdir()
+    (out / "old_photo.png").write_bytes(b"not from this archive")
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(out)])
+    assert r.exit_code == 2 and "not empty" in r.output and "--force" in r.output
+    assert [p.name for p in out.iterdir()] == ["old_photo.png"]
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(out), "--force"])
+    assert r.exit_code == 0, r.output
+    assert "1 older file(s)" in r.output and "old_photo.png" in r.output  # said, not silently mixed in
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(out), "--force", "--item", "beach_0000.png"])
+    assert r.exit_code == 0, r.output
+    assert "older file(s)" in r.output  # the other decoded items are now older files too
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "fresh")])
+    assert r.exit_code == 0 and "older file" not in r.output
+
+
+def test_demo_reports_the_bytes_info_shows(tmp_path):
+    r = runner.invoke(app, ["demo", "--dir", str(tmp_path / "d"), "-n", "20"])
+    assert r.exit_code == 0, r.output
+    m = re.search(r"per-item codes \(items\) (\d+) B = ([\d.]+) bits per image, block index (\d+) B", r.output)
+    assert m, r.output
+    info = runner.invoke(app, ["info", str(tmp_path / "d" / "collection.smz"), "--json"])
+    sections = {s["name"]: s["bytes"] for s in json.loads(info.output)["sections"]}
+    assert int(m.group(1)) == sections["items"] and int(m.group(3)) == sections["index"]
+    assert float(m.group(2)) == pytest.approx(8 * sections["items"] / 20, abs=0.05)

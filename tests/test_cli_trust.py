@@ -1,5 +1,6 @@
 """Trust in what the CLI writes and says: output permissions follow the umask, a forced decode into a used
-folder says what it kept, the demo's byte counts are the ones `semzip info` shows."""
+folder says what it kept, the demo's byte counts are the ones `semzip info` shows, and bad decoder settings
+are refused before any decoding."""
 
 from __future__ import annotations
 
@@ -79,6 +80,25 @@ def test_decoding_into_a_used_folder(collection, tmp_path):
     assert r.exit_code == 0 and "older file" not in r.output
 
 
+def test_bad_decoder_settings_are_refused_before_any_decoding(collection, tmp_path, monkeypatch):
+    import semzip.api
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded before the settings were checked")
+
+    monkeypatch.setattr(semzip.api, "decompress", no_decoding)
+    arc = collection / "c.smz"
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "o"), "--generator",
+                            "stable-unclip:/nonexistent/sd21-unclip"])
+    assert r.exit_code == 2 and "sd21-unclip" in r.output, r.output
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "o"), "--size", "64x0"])
+    assert r.exit_code == 2, r.output
+    for flag, value in (("--refiner", "sd-img2img:/nonexistent"), ("--strength", "0.5")):
+        r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "o"), flag, value])
+        assert r.exit_code == 2 and f"{flag} does not apply to collection archives" in r.output, r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_demo_reports_the_bytes_info_shows(tmp_path):
     r = runner.invoke(app, ["demo", "--dir", str(tmp_path / "d"), "-n", "20"])
     assert r.exit_code == 0, r.output
@@ -88,3 +108,4 @@ def test_demo_reports_the_bytes_info_shows(tmp_path):
     sections = {s["name"]: s["bytes"] for s in json.loads(info.output)["sections"]}
     assert int(m.group(1)) == sections["items"] and int(m.group(3)) == sections["index"]
     assert float(m.group(2)) == pytest.approx(8 * sections["items"] / 20, abs=0.05)
+

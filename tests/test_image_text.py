@@ -204,3 +204,39 @@ def test_archives_with_legacy_float_lic_streams_still_decode(archive, folder, tm
         assert fa.name == fb.name
         diff = np.abs(load_image(fa).astype(int) - load_image(fb).astype(int))
         assert diff.mean() < 1.0  # the same picture: the two paths differ by the integer h_s' rounding only
+
+
+def test_bad_decoding_settings_are_refused_before_any_decoding(archive, tmp_path, monkeypatch):
+    """A missing refiner, a refiner setting out of range or a collection-only flag is refused before the
+    (on real data, minutes long) decoding of every item."""
+    from semzip.codecs.image_text import ImageTextCodec
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded before the settings were checked")
+
+    monkeypatch.setattr(ImageTextCodec, "decode_items", no_decoding)
+    out = tmp_path / "out"
+    for args, says in ((["--refiner", "sd-img2img:/nonexistent/sd15"], "sd15"),
+                       (["--strength", "1.5"], "--strength must lie in (0, 1]"),
+                       (["--refiner", "nonsense"], "unknown refiner"),
+                       (["--generator", "thumbnail"], "--generator does not apply to image-text archives")):
+        r = runner.invoke(app, ["decompress", str(archive), "-o", str(out), *args])
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+    assert not out.exists()
+
+
+def test_bad_recorded_settings_are_refused_before_captioning(folder, tmp_path, monkeypatch):
+    from semzip.models import registry
+
+    def no_captioning(*a, **k):
+        raise AssertionError("captioner loaded before the settings were checked")
+
+    monkeypatch.setattr(registry, "load_captioner", no_captioning)
+    for args, says in ((["--refiner", "nonsense:x"], "unknown refiner"),
+                       (["--refiner", "sd-img2img"], "missing argument"),
+                       (["--strength", "2"], "--strength must lie in (0, 1]"),
+                       (["--steps", "0"], "--steps must be at least 1")):
+        r = runner.invoke(app, ["compress", str(folder / "imgs"), "-o", str(tmp_path / "x.smz"),
+                                "--codec", "image-text", *args])
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+    assert not (tmp_path / "x.smz").exists()

@@ -253,8 +253,9 @@ def decompress_images(
         gidx = list(range(c.header.n_items)) if items is None else [_item_number(c, i) for i in items]
         files = _output_files(c, gidx)
         names = [c.names[i] for i in gidx]
+    gen = archive_generator(archive, generator)  # a missing generator or a bad setting is refused before
+    params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)  # any decoding
     x = decompress(archive, items=gidx if items is not None else None)
-    gen = archive_generator(archive, generator)
     written, thumbs = [], []
     step = batch_size if items is None else 1
     with output_folder(out_dir, force, inputs=[Path(archive)], will_write=[*files, *RESERVED_FILES]) as out:
@@ -267,7 +268,6 @@ def decompress_images(
                     thumbs.append(img)
             if progress is not None:
                 progress(len(imgs))
-        params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)
         atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
         save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
     return written
@@ -414,6 +414,7 @@ def compress_image_text(
         if on_skip:
             on_skip(p.relative_to(root).as_posix(), why)
 
+    check_refiner_settings(refiner, steps, strength, guidance)  # recorded for decoding: refused now, not then
     loaded = list(iter_images(paths, strict=strict, on_skip=skip))
     if not loaded:
         raise InvalidInputError(f"no readable images in {src}")
@@ -422,8 +423,8 @@ def compress_image_text(
         from semzip.models.intlm.adapter import load_adapter
 
         caption_adapter = load_adapter(caption_adapter)
+    codec = _image_text_codec(lic, language, scale, adapter=caption_adapter)  # models load before captioning
     texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
-    codec = _image_text_codec(lic, language, scale, adapter=caption_adapter)
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
     from semzip.models.registry import (
         portable_spec,  # archives record model names, never paths (docs/models.md)
@@ -435,6 +436,21 @@ def compress_image_text(
     enc.header.params.update(captioner=portable_spec(cap.name), lic_spec=portable_spec(lic),
                              language_spec=portable_spec(language))
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names), names
+
+
+def check_refiner_settings(refiner: str | None, steps: int | None = None, strength: float | None = None,
+                           guidance: float | None = None) -> None:
+    """Refuse a refiner spec of no known kind, or settings no refiner accepts, without loading any model
+    (compress records them for decoding, which may happen on another machine)."""
+    from semzip.models.registry import check_refiner_spec
+
+    check_refiner_spec(refiner)
+    if steps is not None and steps < 1:
+        raise InvalidInputError(f"--steps must be at least 1, got {steps}")
+    if strength is not None and not 0.0 < strength <= 1.0:
+        raise InvalidInputError(f"--strength must lie in (0, 1], got {strength}")
+    if guidance is not None and guidance < 0:
+        raise InvalidInputError(f"guidance must be non-negative, got {guidance}")
 
 
 def decompress_image_text(
@@ -471,17 +487,19 @@ def decompress_image_text(
         every = list(range(h.n_items)) if numbers is None else numbers
         files = _output_files(c, every)
         names = [c.names[i] for i in every]
+        rec = h.params.get("refiner") or {}
+        refiner = refiner or rec.get("spec") or "identity"
+        seed = int(rec.get("seed") or 0) if seed is None else seed
+        steps = rec.get("steps") if steps is None else steps
+        strength = rec.get("strength") if strength is None else strength
+        guidance = rec.get("guidance") if guidance is None else guidance
+        check_refiner_settings(refiner, steps, strength, guidance)  # refused before any model loads or decodes
+        ref = load_refiner(refiner)
+        ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
                                   caption_codec(h), adapter=caption_adapter)
         decoded = codec.decode_items(c, numbers)
-        rec = h.params.get("refiner") or {}
-    refiner = refiner or rec.get("spec") or "identity"
-    seed = int(rec.get("seed") or 0) if seed is None else seed
-    steps = rec.get("steps") if steps is None else steps
-    strength = rec.get("strength") if strength is None else strength
-    guidance = rec.get("guidance") if guidance is None else guidance
-    ref = load_refiner(refiner)
     written, finals = [], []
     with output_folder(out_dir, force, inputs=[Path(archive)], will_write=[*files, *RESERVED_FILES]) as out:
         for number, file, d in zip(every, files, decoded):  # seeds follow the item number, as for collections

@@ -365,6 +365,11 @@ def decompress(
         return
     check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
     image_text = d["codec"] == "image-text"
+    wrong = ([("--generator", generator), ("--size", size)] if image_text else
+             [("--refiner", refiner), ("--strength", strength), ("--caption-adapter", caption_adapter)])
+    for flag, value in wrong:
+        if value is not None:
+            raise InvalidInputError(f"{flag} does not apply to {d['codec']} archives")
     wh = _parse_size(size)
     before = set(p.name for p in output.iterdir()) if output.is_dir() else set()
     n = len(item) if item else d["n_items"]

@@ -330,6 +330,17 @@ def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
     return _load(loader, arg, kw)
 
 
+def check_refiner_spec(spec: str | None) -> None:
+    """Refuse a refiner spec of no registered kind, or one missing its argument, without loading it."""
+    if spec is None:
+        return
+    _split(spec, _REFINERS, "refiner")
+    prefix, sep, arg = spec.strip().partition(":")
+    usage = _REFINERS[prefix][1]
+    if "<" in usage and not arg:
+        raise InvalidInputError(f"missing argument: use {usage}")
+
+
 def _sidecar_captioner(arg: str | None, **kw: Any) -> Any:
     from semzip.models.captioners import SidecarCaptions
 

@@ -109,3 +109,29 @@ def test_demo_reports_the_bytes_info_shows(tmp_path):
     assert int(m.group(1)) == sections["items"] and int(m.group(3)) == sections["index"]
     assert float(m.group(2)) == pytest.approx(8 * sections["items"] / 20, abs=0.05)
 
+
+def test_error_messages_name_cli_flags_not_python_arguments(tmp_path):
+    """Messages a CLI user sees name the flag (--allow-download, --lpips-backbone, --n-atoms), not the Python
+    keyword argument behind it."""
+    import ast
+    from pathlib import Path
+
+    import numpy as np
+
+    import semzip
+
+    python_only = re.compile(r"allow_download=True|backbone=PATH|n_atoms=\{")
+    found = []
+    for path in Path(semzip.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr)}
+        found += [f"{path.name}:{n.lineno}" for n in ast.walk(tree)
+                  if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+                  and python_only.search(n.value)]
+    assert not found, found
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32))
+    r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "e.npy"), "-o", str(tmp_path / "a.smz"),
+                            "--n-atoms", "40"])
+    assert r.exit_code == 2 and "--n-atoms 40 exceeds the 20 items" in r.output, r.output

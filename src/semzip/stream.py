@@ -457,7 +457,7 @@ def compress_store(
         raise InvalidInputError(f"{store.root} holds no items")
     n_atoms = codec.n_atoms or default_n_atoms(N)
     if n_atoms > N:
-        raise InvalidInputError(f"n_atoms={n_atoms} exceeds the {N} items; use fewer atoms")
+        raise InvalidInputError(f"--n-atoms {n_atoms} exceeds the {N} items; use fewer atoms")
     k_cap = min(codec.sparsity, n_atoms)
     codec_kw = dict(n_atoms=n_atoms, sparsity=k_cap, min_cosine=codec.min_cosine, atom_bits=codec.atom_bits,
                     weight_step=codec.weight_step, weight_clip=codec.weight_clip, block_size=codec.block_size,

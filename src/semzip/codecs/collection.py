@@ -282,7 +282,7 @@ class CollectionCodec:
         n, d = X.shape
         n_atoms = self.n_atoms or default_n_atoms(n)
         if n_atoms > n:
-            raise InvalidInputError(f"n_atoms={n_atoms} exceeds the {n} items; use fewer atoms")
+            raise InvalidInputError(f"--n-atoms {n_atoms} exceeds the {n} items; use fewer atoms")
         k_cap = min(self.sparsity, n_atoms)
         learner = DictionaryLearner(
             n_atoms=n_atoms,

@@ -260,7 +260,7 @@ class _BackboneMetric(Metric):
             arch = "AlexNet" if self.net == "alex" else "VGG16"
             return False, (f"{self.label} needs the pretrained ImageNet {arch} backbone "
                            f"({BACKBONE_FILES[self.net]}), not found (looked at: {', '.join(looked)}); "
-                           f"set ${BACKBONE_ENV[self.net]} or pass backbone=PATH. Not computed with untrained "
+                           f"set ${BACKBONE_ENV[self.net]} or pass --lpips-backbone PATH to semzip eval. Not computed with untrained "
                            "weights.")
         return True, ""
 

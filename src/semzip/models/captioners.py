@@ -260,7 +260,7 @@ class _TransformersCaptioner(Captioner):
             local = Path(hub_folder(  # a hub id from the local hub cache, else MissingModelError
                 self.path, False, self.what,
                 "Pass a local folder saved with save_pretrained (config.json, weights, processor and tokenizer "
-                f"files), or a hub id with --allow-download (allow_download=True). Without a model: "
+                f"files), or a hub id with --allow-download. Without a model: "
                 f"{NO_OFFLINE_CAPTIONER}",
             ))
         self.batch_size = int(batch_size)

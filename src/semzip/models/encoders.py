@@ -208,7 +208,7 @@ def hub_folder(spec: str, allow_download: bool, what: str, hint: str) -> str:
         except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and friends
             raise MissingModelError(
                 f"{what} {spec!r} is not in the local hub cache (HF_HOME); allow the download once with "
-                f"--allow-download (allow_download=True), or pass a local folder. {hint}."
+                f"--allow-download, or pass a local folder. {hint}."
             ) from None
     raise MissingModelError(f"{what} folder not found: {spec}. {hint}, or allow the download of a hub id with "
                             "--allow-download.")
@@ -469,7 +469,7 @@ class OpenClipEncoder(ImageEncoder):
                 f"OpenCLIP weights {model_name}/{self.pretrained} are not in the local cache "
                 f"({self.cache_dir or 'HF_HOME'}); pass a local checkpoint (open_clip:{model_name}/{self.pretrained}"
                 "@/path/to/file declares its tag), point HF_HOME or cache_dir at a cache that holds them, or "
-                "allow the download once (--allow-download, allow_download=True)"
+                "allow the download once (--allow-download)"
             )
         try:
             with hub_offline(not allow_download), _quiet_root_logger():
@@ -491,7 +491,7 @@ class OpenClipEncoder(ImageEncoder):
             if "download" in msg.lower():
                 raise MissingModelError(
                     f"OpenCLIP weights {model_name}/{self.pretrained} are not available locally ({first}); pass a "
-                    "local checkpoint file, or allow the download (--allow-download, allow_download=True)"
+                    "local checkpoint file, or allow the download (--allow-download)"
                 ) from None
             raise
         except Exception as exc:  # hub errors when offline: LocalEntryNotFoundError, OSError, ...  # noqa: BLE001
@@ -499,7 +499,7 @@ class OpenClipEncoder(ImageEncoder):
             raise MissingModelError(
                 f"OpenCLIP weights {model_name}/{self.pretrained} cannot be loaded ({type(exc).__name__}: {first}). "
                 "Pass a local checkpoint file, point HF_HOME (or cache_dir) to a cache that holds them, or allow "
-                "the download once (--allow-download, allow_download=True)."
+                "the download once (--allow-download)."
             ) from None
         if weights_tag is None:
             weights_tag = tag

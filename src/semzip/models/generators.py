@@ -274,7 +274,7 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         self.pipe, local = load_pipeline(
             "StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
             "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
-            "or pass a hub id with --allow-download (allow_download=True).", self.dtype, self.device, allow_download,
+            "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,
         )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
         self.noise_level = int(noise_level)
@@ -346,7 +346,7 @@ class KandinskyV22Generator(_DiffusersGenerator):
         self.pipe, local = load_pipeline(
             "KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
             "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
-            "or pass a hub id with --allow-download (allow_download=True).", self.dtype, self.device, allow_download,
+            "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,
         )
         self._setup(local, device, dtype, batch_size, size, embed_norm)
         unet_cfg = self.pipe.unet.config

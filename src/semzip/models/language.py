@@ -361,8 +361,8 @@ def hub_snapshot(spec: str, allow_download: bool = False) -> Path:
 
         return Path(snapshot_download(spec, local_files_only=not allow_download))
     except Exception as exc:
-        hint = "" if allow_download else (f"; downloads are off: pass --allow-download (allow_download=True in "
-                                          f"Python, or ${ALLOW_DOWNLOAD_ENV}=1) to fetch it")
+        hint = "" if allow_download else (f"; downloads are off: pass --allow-download (or set "
+                                          f"${ALLOW_DOWNLOAD_ENV}=1) to fetch it")
         dirs = ", ".join(str(d) for d in model_dirs()) or "none given"
         raise MissingModelError(
             f"unknown language model {spec!r}: not a registered name ({', '.join(LANGUAGE_MODELS)}), a local "

@@ -1057,7 +1057,7 @@ class CompressAILIC(LearnedImageCodec):
                 raise MissingModelError(
                     f"CompressAI zoo weights for {arch} quality {quality} ({metric}) are not in torch's hub "
                     f"cache ({Path(torch.hub.get_dir()) / 'checkpoints'}); pass --allow-download "
-                    "(allow_download=True) on a machine with internet, or the checkpoint file instead of the quality"
+                    "on a machine with internet, or the checkpoint file instead of the quality"
                 )
             try:
                 net = image_models[arch](quality=quality, metric=metric, pretrained=True, progress=False)

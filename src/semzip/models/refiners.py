@@ -183,7 +183,7 @@ def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: A
 
 _SD_HINT = (
     "Save a Stable Diffusion 1.x/2.x pipeline (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) with "
-    "save_pretrained on a machine with access, or pass a hub id with --allow-download (allow_download=True)."
+    "save_pretrained on a machine with access, or pass a hub id with --allow-download."
 )
 
 

@@ -27,6 +27,7 @@ import contextlib
 import copy
 import hashlib
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -157,6 +158,17 @@ def _folder_files(folder: Path) -> list[tuple[str, Path]]:
 # ----------------------------------------------------------------------------------------- the model
 
 
+def _cache_argument(model: Any) -> str:
+    """The name under which ``model.forward`` takes (and its output returns) the KV cache: ``cache`` since
+    transformers 5.x renamed it (``past_key_values`` then warns per call and goes away in 5.40), else
+    ``past_key_values``."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class LMSession:
     """One incremental decoding pass: ``logits`` for the next token, :meth:`step` feeds a token."""
 
@@ -198,6 +210,7 @@ class LanguageModel:
         self.load_seconds = 0.0
         self.loaded_from_cache = False
         self._prefix_cache: dict[tuple[int, ...], tuple[Any, np.ndarray]] = {}
+        self._cache_arg = _cache_argument(model)
 
     def __repr__(self) -> str:
         return f"LanguageModel(name={self.name!r}, fingerprint={self.fingerprint[:16]}..., vocab={self.vocab_size})"
@@ -228,9 +241,9 @@ class LanguageModel:
 
         x = torch.tensor([list(ids)], dtype=torch.long)
         with self.coding_mode():
-            out = self.model(input_ids=x, past_key_values=past, use_cache=True)
+            out = self.model(input_ids=x, use_cache=True, **{self._cache_arg: past})
             logits = out.logits[0, -1].to(torch.float32).numpy().copy()
-        return logits, out.past_key_values
+        return logits, getattr(out, self._cache_arg)
 
     def start(self, prefix_ids: Sequence[int]) -> LMSession:
         """A session after ``prefix_ids`` (at least one token), run as one forward pass and cached."""

@@ -395,7 +395,8 @@ def compress_image_text(
     Captions come from ``captioner`` (a registry spec, e.g. ``hf:/models/blip``) or, offline, from
     ``captions`` (a CSV image,caption or a folder of <stem>.txt) or <stem>.txt files beside the images.
     The decoding settings (refiner, seed, steps, strength, guidance) are recorded in the header and used by
-    :func:`decompress_image_text` unless it is given others, so decoding is repeatable.
+    :func:`decompress_image_text` unless it is given others, so decoding is repeatable. ``progress(1)`` after
+    each caption and each image coded (two steps per item).
     """
     from semzip.data.images import iter_images
     from semzip.models.registry import load_captioner
@@ -471,7 +472,8 @@ def decompress_image_text(
     """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
     An archive whose captions were coded with an adapter needs the same ``caption_adapter`` file.
 
-    Refiner settings left as None are taken from the archive header (what the encoder recorded). File names
+    ``progress(1)`` after each caption, each image and each refined image (three steps per item). Refiner
+    settings left as None are taken from the archive header (what the encoder recorded). File names
     and the output folder follow the rules of :func:`decompress_images`.
     """
     from semzip.data.images import contact_sheet, save_png
@@ -499,7 +501,7 @@ def decompress_image_text(
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
                                   caption_codec(h), adapter=caption_adapter)
-        decoded = codec.decode_items(c, numbers)
+        decoded = codec.decode_items(c, numbers, progress)
     written, finals = [], []
     with output_folder(out_dir, force, inputs=[Path(archive)], will_write=[*files, *RESERVED_FILES]) as out:
         for number, file, d in zip(every, files, decoded):  # seeds follow the item number, as for collections

@@ -179,7 +179,7 @@ def compress(
 
         skipped: list[str] = []
         n_in = len(list_images(source, recursive)) if source.is_dir() else 1
-        with _progress(n_in, "coding images and captions") as adv:
+        with _progress(2 * n_in, "coding captions, then images (2 steps an image)") as adv:
             size, names_ = compress_image_text(
                 source, output, captions=captions, captioner=captioner, max_words=max_words, lic=lic,
                 language=language, scale=scale, strict=strict, recursive=recursive,
@@ -374,7 +374,7 @@ def decompress(
     before = set(p.name for p in output.iterdir()) if output.is_dir() else set()
     n = len(item) if item else d["n_items"]
     if image_text:
-        with _progress(n, "decoding images and captions") as adv:
+        with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:
             files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
                                           strength=strength, guidance=guidance, progress=adv, force=force,
                                           caption_adapter=caption_adapter)

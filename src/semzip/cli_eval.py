@@ -68,7 +68,7 @@ def eval_command(
     lpips_backbone: Annotated[Path | None, typer.Option(help="torchvision AlexNet/VGG16 checkpoint for LPIPS/DISTS (else $SEMZIP_ALEXNET_WEIGHTS / $SEMZIP_VGG16_WEIGHTS / torch hub cache).")] = None,
     inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity InceptionV3 weights for FID/KID (else $SEMZIP_INCEPTION_WEIGHTS / hub cache).")] = None,
     fid_patch: Annotated[int, typer.Option(help="FID/KID patch size in px (HiFiC: 256, plus a grid shifted by half).")] = 256,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on a terminal.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress: a bar on a terminal, else a line every 10 s ($SEMZIP_PROGRESS_INTERVAL).")] = True,
     force: Annotated[bool, typer.Option("--force", "-f", help="Allow OUT inside the dataset folder (or holding it).")] = False,
 ) -> None:
     """Run codecs over a dataset at several rates, measure them, and write results, RD plots and report.html.

@@ -57,17 +57,9 @@ def friendly(fn: Callable) -> Callable:
 
 @contextmanager
 def progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr (terminals only); yields ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    """Progress on stderr: a bar on a terminal, plain periodic lines with counts and rates in logs (see
+    :mod:`semzip.progress`); yields ``advance(n)``."""
+    from semzip.progress import progress_bar
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+    with progress_bar(total, description, console=err) as advance:
+        yield advance

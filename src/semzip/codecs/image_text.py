@@ -122,11 +122,12 @@ class ImageTextCodec:
         progress: Callable[[int], None] | None = None,
         refiner_params: dict | None = None,
     ) -> Encoded:
-        """Code every image with the LIC and its caption with the LM; one block per image."""
+        """Code every image with the LIC and its caption with the LM; one block per image. ``progress(1)`` after
+        each caption and after each image (two steps per item)."""
         if len(images) != len(captions):
             raise InvalidInputError(f"{len(images)} images but {len(captions)} captions")
         blocks, pixels = [], 0
-        payloads = self.text.compress_many(list(captions))  # all captions in batches, checked before LIC work
+        payloads = self.text.compress_many(list(captions), progress)  # all captions in batches, before LIC work
         for img, cap, payload in zip(images, captions, payloads, strict=True):
             streams, shape = self.lic.compress(img, scale=self.scale)
             shape_bytes = dataclasses.replace(shape, model=None).to_bytes()
@@ -151,14 +152,15 @@ class ImageTextCodec:
 
         return _crc16(fingerprint_bytes(self.text.lm.fingerprint), caption.encode("utf-8")).to_bytes(2, "big")
 
-    def _decode_captions(self, fields: Sequence[bytes], checked: bool, numbers: Sequence[int]) -> list[str]:
+    def _decode_captions(self, fields: Sequence[bytes], checked: bool, numbers: Sequence[int],
+                         progress: Callable[[int], None] | None = None) -> list[str]:
         """All caption fields decoded in one batched call, each verified against its check."""
         if checked:
             for field, item in zip(fields, numbers, strict=True):
                 if len(field) < 2:
                     raise CorruptedSectionError(f"item {item}: the caption field is too short for its check")
         payloads = [f[:-2] if checked else f for f in fields]
-        texts = self.text.decompress_many(payloads, errors=True)
+        texts = self.text.decompress_many(payloads, progress, errors=True)
         for field, text, item in zip(fields, texts, numbers, strict=True):
             if isinstance(text, Exception):
                 raise type(text)(f"item {item}: {text}")
@@ -184,8 +186,10 @@ class ImageTextCodec:
         if header.params.get("caption_prompt") != self._prompt_tag():
             raise ModelMismatchError("the archive's captions were coded with another language-model prompt")
 
-    def decode_items(self, container: Container, items: Sequence[int] | None = None) -> list[ItemStreams]:
-        """LIC images and captions of all items (or of ``items``), before refinement."""
+    def decode_items(self, container: Container, items: Sequence[int] | None = None,
+                     progress: Callable[[int], None] | None = None) -> list[ItemStreams]:
+        """LIC images and captions of all items (or of ``items``), before refinement. ``progress(1)`` after each
+        caption and after each image (two steps per item)."""
         from semzip.models.lic import LICShape
 
         check_container(container)
@@ -201,7 +205,7 @@ class ImageTextCodec:
         for i in numbers:
             blk, _ = container.locate(i)
             parts.append(unpack_item(container.block(blk)))
-        captions = self._decode_captions([p[2] for p in parts], checked, numbers)
+        captions = self._decode_captions([p[2] for p in parts], checked, numbers, progress)
         out = []
         for (shape_bytes, streams, caption), text in zip(parts, captions, strict=True):
             out.append(ItemStreams(
@@ -210,6 +214,8 @@ class ImageTextCodec:
                 image_bytes=len(shape_bytes) + sum(len(s) for s in streams),
                 caption_bytes=len(caption) - (2 if checked else 0),
             ))
+            if progress is not None:
+                progress(1)
         return out
 
 

@@ -93,16 +93,6 @@ def thumb_strip(images: Sequence[np.ndarray], height: int = THUMB_HEIGHT) -> byt
     return buf.getvalue()
 
 
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True,
-                    disable=not (enabled and console.is_terminal))
-
-
 def _cache_usable(cached: dict, checksum: str, point: RatePoint, metrics: Sequence[Metric],
                   expected: dict[str, str | None]) -> bool:
     """A cached point is reused when dataset, parameters and requested metrics match, and no metric that
@@ -194,11 +184,12 @@ def run_eval(
         plan += [(c, p) for p in pts]
 
     points: dict[str, list[dict]] = {c.name: [] for c in codec_objs if c.name not in summary.skipped_codecs}
-    with _progress(progress) as bar:
-        task = bar.add_task("evaluating", total=len(plan))
+    from semzip.progress import progress_bar
+
+    with progress_bar(len(plan), "evaluating rate points", enabled=progress) as advance:
         for c, p in plan:
             key = f"{c.name}/{p.label}"
-            bar.update(task, description=f"{key}")
+            advance.describe(key)
             cdir = cache_dir / _safe(c.name)
             cfile = cdir / f"{_safe(p.label)}.json"
             cached = None
@@ -236,7 +227,7 @@ def run_eval(
                 _write_atomic(cfile, json.dumps(_jsonable(rec), indent=1).encode())
                 summary.computed.append(key)
             points[c.name].append(rec)
-            bar.advance(task)
+            advance(1)
 
     results = _assemble(ds, codec_objs, metric_objs, availability, points, summary, anchor)
     summary.results = results

@@ -135,3 +135,23 @@ def test_error_messages_name_cli_flags_not_python_arguments(tmp_path):
     r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "e.npy"), "-o", str(tmp_path / "a.smz"),
                             "--n-atoms", "40"])
     assert r.exit_code == 2 and "--n-atoms 40 exceeds the 20 items" in r.output, r.output
+
+
+def test_bits_per_pixel_from_embeddings_says_what_it_assumes(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "e.npy", np.random.default_rng(1).standard_normal((40, 8)).astype(np.float32))
+    base = ["compress", "--embeddings", str(tmp_path / "e.npy"), "-o", str(tmp_path / "a.smz"), "--n-atoms", "4",
+            "-f"]
+    r = runner.invoke(app, base)
+    assert r.exit_code == 0 and "assuming 768x512-pixel images" in r.output and "--pixels" in r.output, r.output
+    r = runner.invoke(app, [*base, "--pixels", "1024x768"])
+    assert r.exit_code == 0 and "assuming" not in r.output, r.output
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "a.smz"), "--json"]).output)
+    assert info["params"]["pixels_per_item"] == 1024 * 768
+    assert info["bits_per_pixel"] == pytest.approx(info["bits_per_item"] / (1024 * 768))
+    for bad in ("0x5", "many"):
+        r = runner.invoke(app, [*base, "--pixels", bad])
+        assert r.exit_code == 2 and "--pixels must look like" in r.output, r.output
+    r = runner.invoke(app, [*base, "--codec", "sq", "--pixels", "100"])
+    assert r.exit_code == 2 and "--pixels is for --codec collection" in r.output

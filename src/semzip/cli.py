@@ -125,6 +125,10 @@ def compress(
     seed: Annotated[int, typer.Option(help="image-text: decoding seed recorded in the header.")] = 0,
     steps: Annotated[int | None, typer.Option(help="image-text: diffusion steps recorded in the header.")] = None,
     strength: Annotated[float | None, typer.Option(help="image-text: img2img strength recorded in the header.")] = None,
+    pixels: Annotated[str | None, typer.Option(
+        help="collection, with --embeddings: size of the images they came from (WxH, e.g. 1024x768, or a pixel "
+        "count), for bits per pixel; default 768x512 (Kodak). Image folders are measured.",
+        show_default=False)] = None,
     block_size: Annotated[int | None, typer.Option(help="Items per block: the unit of random access.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
@@ -156,6 +160,11 @@ def compress(
     from semzip.data.images import list_images
 
     source = embeddings or input
+    pixels_per_item = _parse_pixels(pixels)
+    if pixels_per_item is not None and (codec != "collection" or (source is not None and source.is_dir())):
+        raise InvalidInputError("--pixels is for --codec collection from embeddings (image folders are measured)")
+    assumed = pixels_per_item is None and not (source is not None and source.is_dir())
+    extra = {} if pixels_per_item is None else {"pixels_per_item": pixels_per_item}
     if engine != "memory":
         if codec != "collection":
             raise InvalidInputError(f"--engine {engine} works with --codec collection only")
@@ -169,7 +178,7 @@ def compress(
                             address=ray_address, batches_per_step=batches_per_step, keep_work=keep_work,
                             sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item,
                             n_atoms=n_atoms, atom_bits=atom_bits, block_size=block_size or 256,
-                            max_epochs=epochs, batch_size=batch_size)
+                            max_epochs=epochs, batch_size=batch_size, assumed=assumed, **extra)
         return
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
@@ -212,14 +221,15 @@ def compress(
         if names:
             item_names = _read_names(names, len(x))
         if codec == "collection":
-            params["space"] = space
+            params.update(space=space, **extra)
         with _progress(len(x), "compressing") as advance:
             size = compress_embeddings(x, output, codec=codec, names=item_names, progress=advance, **params)
         n = len(x)
-    _print_rate(output, size, n)
+    _print_rate(output, size, n, assumed=assumed)
 
 
-def _compress_streaming(source: Path | None, output: Path, *, names_file: Path | None, **kw) -> None:
+def _compress_streaming(source: Path | None, output: Path, *, names_file: Path | None, assumed: bool,
+                        **kw) -> None:
     from semzip.stream import compress_streaming
 
     names_ = None
@@ -230,7 +240,7 @@ def _compress_streaming(source: Path | None, output: Path, *, names_file: Path |
                                  progress=_progress, log=err.print, **kw)
     where = f" (store {kw['store']})" if kw.get("store") is not None else ""
     out.print(f"{kw['engine']} engine: {n} items{where}")
-    _print_rate(output, size, n)
+    _print_rate(output, size, n, assumed=assumed)
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -248,11 +258,28 @@ def _read_names(path: Path, n: int) -> list[str]:
     return lines
 
 
-def _print_rate(output: Path, size: int, n: int) -> None:
+def _parse_pixels(pixels: str | None) -> int | None:
+    if pixels is None:
+        return None
+    try:
+        n = _parse_size(pixels) if "x" in pixels.lower() else None
+        count = n[0] * n[1] if n else int(pixels)
+    except (InvalidInputError, ValueError):
+        count = 0
+    if count < 1:
+        raise InvalidInputError(f"--pixels must look like 1024x768 or be a positive pixel count, got {pixels!r}")
+    return count
+
+
+def _print_rate(output: Path, size: int, n: int, assumed: bool = False) -> None:
+    """``assumed``: the pixel count behind bits per pixel was not measured (embeddings input without --pixels)."""
     from semzip.api import describe
+    from semzip.codecs.collection import KODAK_PIXELS
 
     d = describe(output)
     bpp = f", {d['bits_per_pixel']:.3g} bpp" if d.get("bits_per_pixel") else ""
+    if bpp and assumed and d["params"].get("pixels_per_item") == KODAK_PIXELS:
+        bpp += " (assuming 768x512-pixel images; give their size with --pixels WxH)"
     out.print(f"wrote {output}: {n} items, {size} bytes, {8 * size / n:.1f} bits per item{bpp}")
 
 

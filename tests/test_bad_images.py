@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import gradient_image
 from PIL import Image
 
 from semzip.data.images import iter_images, list_images
@@ -31,11 +32,6 @@ BAD = {  # name -> a word the reason must contain
 }
 
 
-def _gradient(w: int = 40, h: int = 24) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 90)], axis=2).astype(np.uint8)
-
-
 def _png_declaring(width: int, height: int) -> bytes:
     """A valid PNG signature and IHDR that declare ``width x height`` pixels, with a tiny payload."""
 
@@ -47,13 +43,13 @@ def _png_declaring(width: int, height: int) -> bytes:
 
 
 def _bad_folder(root):
-    rgb = Image.fromarray(_gradient())
+    rgb = Image.fromarray(gradient_image(24, 40))
     rgb.save(root / "rgb.png")
     rgb.convert("CMYK").save(root / "cmyk.jpg")
-    Image.fromarray(_gradient()[:, :, 0].astype(np.uint16) * 257).save(root / "gray16.png")
+    Image.fromarray(gradient_image(24, 40)[:, :, 0].astype(np.uint16) * 257).save(root / "gray16.png")
     rgb.convert("P").save(root / "palette.gif")
     rgb.convert("P").save(root / "palette_alpha.png", transparency=3)
-    rgba = np.dstack([_gradient(), np.full((24, 40), 128, np.uint8)])
+    rgba = np.dstack([gradient_image(24, 40), np.full((24, 40), 128, np.uint8)])
     Image.fromarray(rgba).save(root / "rgba.png")
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -109,7 +105,7 @@ def test_ten_thousand_bad_files_do_not_abort_the_run(tmp_path):
     """10,000 unreadable files (zero bytes, garbage, truncated PNG headers) around 5 good ones."""
     good = set()
     for i in range(5):
-        Image.fromarray(_gradient(8, 8)).save(tmp_path / f"good_{i * 2000:05d}.png")
+        Image.fromarray(gradient_image(8, 8)).save(tmp_path / f"good_{i * 2000:05d}.png")
         good.add(f"good_{i * 2000:05d}.png")
     head = (tmp_path / "good_00000.png").read_bytes()[:40]
     for i in range(10_000):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from helpers import random_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.captioners import (
@@ -14,10 +14,6 @@ from semzip.models.captioners import (
     truncate_words,
 )
 from semzip.models.registry import known_captioners, load_captioner
-
-
-def _img(seed: int = 0, h: int = 40, w: int = 50) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
 def test_truncate_words():
@@ -31,22 +27,22 @@ def test_sidecar_csv(tmp_path):
     csv = tmp_path / "caps.csv"
     csv.write_text('image,caption\nkodim01.png,"A red  brick building, with a door."\nsub/b.jpg,a blue sky\n')
     cap = SidecarCaptions(csv)
-    imgs = [_img(0), _img(1), _img(2), _img(3)]
+    imgs = [random_image(), random_image(seed=1), random_image(seed=2), random_image(seed=3)]
     names = ["kodim01.png", "/data/kodak/kodim01.png", "kodim01", "sub/b.jpg"]
     assert cap.caption(imgs, names=names) == ["A red brick building, with a door."] * 3 + ["a blue sky"]
-    assert cap.caption([_img()], names=["other/b.png"]) == ["a blue sky"]  # stem fallback
-    assert cap.caption([_img()], max_words=3, names=["kodim01.png"]) == ["A red brick"]
+    assert cap.caption([random_image()], names=["other/b.png"]) == ["a blue sky"]  # stem fallback
+    assert cap.caption([random_image()], max_words=3, names=["kodim01.png"]) == ["A red brick"]
     assert "kodim01.png" in cap and "kodim02.png" not in cap
     assert len(cap.fingerprint) == 16
     assert cap.fingerprint != SidecarCaptions(_write(tmp_path / "c2.csv", "image,caption\nkodim01.png,x\n")).fingerprint
     with pytest.raises(MissingModelError, match=r"kodim02\.png.*no captioning model is available offline"):
-        cap.caption([_img()], names=["kodim02.png"])
+        cap.caption([random_image()], names=["kodim02.png"])
     with pytest.raises(InvalidInputError, match="names"):
-        cap.caption([_img()])
+        cap.caption([random_image()])
     with pytest.raises(InvalidInputError, match="2 names"):
-        cap.caption([_img()], names=["a", "b"])
+        cap.caption([random_image()], names=["a", "b"])
     with pytest.raises(InvalidInputError, match="positive"):
-        cap.caption([_img()], max_words=0, names=["kodim01.png"])
+        cap.caption([random_image()], max_words=0, names=["kodim01.png"])
 
 
 def _write(path, text):
@@ -68,7 +64,7 @@ def test_sidecar_csv_variants_and_errors(tmp_path):
         SidecarCaptions(tmp_path / "missing.csv")
     # the same stem with two different captions: only exact/file-name lookups resolve
     amb = SidecarCaptions(_write(tmp_path / "f.csv", "image,caption\na.png,one\na.jpg,two\n"))
-    assert amb.caption([_img()], names=["a.jpg"]) == ["two"]
+    assert amb.caption([random_image()], names=["a.jpg"]) == ["two"]
     with pytest.raises(MissingModelError):
         amb.lookup("a.webp")
 
@@ -80,9 +76,9 @@ def test_sidecar_shared_kodak_csv():
     if not path.is_file():
         pytest.skip("shared Kodak captions not present on this machine")
     cap = SidecarCaptions(path)
-    (text,) = cap.caption([_img()], names=["kodim01.png"])
+    (text,) = cap.caption([random_image()], names=["kodim01.png"])
     assert text.startswith("The image features a red brick building")
-    assert len(cap.caption([_img()], max_words=12, names=["kodim23"])[0].split()) == 12
+    assert len(cap.caption([random_image()], max_words=12, names=["kodim23"])[0].split()) == 12
 
 
 def test_sidecar_txt_files(tmp_path):
@@ -91,13 +87,13 @@ def test_sidecar_txt_files(tmp_path):
     _write(tmp_path / "imgs" / "empty.txt", "   \n")
     beside = load_captioner()  # default: <stem>.txt next to the image
     assert beside.name == "sidecar"
-    assert beside.caption([_img()], names=[str(tmp_path / "imgs" / "kodim01.png")]) == ["a lighthouse at dusk"]
+    assert beside.caption([random_image()], names=[str(tmp_path / "imgs" / "kodim01.png")]) == ["a lighthouse at dusk"]
     with pytest.raises(MissingModelError, match="no captioning model is available offline"):
-        beside.caption([_img()], names=[str(tmp_path / "imgs" / "kodim02.png")])
+        beside.caption([random_image()], names=[str(tmp_path / "imgs" / "kodim02.png")])
     with pytest.raises(MissingModelError, match="empty"):
-        beside.caption([_img()], names=[str(tmp_path / "imgs" / "empty.png")])
+        beside.caption([random_image()], names=[str(tmp_path / "imgs" / "empty.png")])
     folder = load_captioner(f"sidecar:{tmp_path / 'imgs'}")
-    assert folder.caption([_img(), _img(1)], max_words=2, names=["kodim01.png", "x/kodim01.jpg"]) == [
+    assert folder.caption([random_image(), random_image(seed=1)], max_words=2, names=["kodim01.png", "x/kodim01.jpg"]) == [
         "a lighthouse"] * 2
     with pytest.raises(MissingModelError, match=r"kodim09\.txt"):
         folder.lookup("kodim09.png")
@@ -172,7 +168,7 @@ def test_hf_captioner_tiny_blip(tiny_blip):
     from semzip.models.captioners import HFCaptioner
 
     cap = HFCaptioner(tiny_blip, device="cpu", batch_size=2, max_words=8)
-    imgs = [_img(0), _img(1, 64, 48), _img(2)]
+    imgs = [random_image(), random_image(64, 48, seed=1), random_image(seed=2)]
     a = cap.caption(imgs)
     assert len(a) == 3 and all(isinstance(t, str) and t for t in a)
     assert all(len(t.split()) <= 8 for t in a)
@@ -191,7 +187,7 @@ def test_hf_captioner_prompt(tiny_blip):
     from semzip.models.captioners import HFCaptioner
 
     cap = HFCaptioner(tiny_blip, device="cpu", prompt="a photo of", max_words=6)
-    (text,) = cap.caption([_img()])
+    (text,) = cap.caption([random_image()])
     assert isinstance(text, str) and not text.startswith("a photo of")
     assert cap.params()["prompt"] == "a photo of"
 
@@ -246,7 +242,7 @@ def test_chat_captioner_tiny_llava(tmp_path):
     folder = _save_tiny_llava(tmp_path / "tiny-llava")
     cap = load_captioner(f"chat:{folder}", device="cpu", dtype="fp32", max_words=5, batch_size=2)
     assert isinstance(cap, ChatCaptioner) and cap.name == f"chat:{folder}"
-    imgs = [_img(0), _img(1, 64, 48), _img(2)]
+    imgs = [random_image(), random_image(64, 48, seed=1), random_image(seed=2)]
     a = cap.caption(imgs)
     assert len(a) == 3 and all(isinstance(t, str) and len(t.split()) <= 5 for t in a)
     assert cap.caption(imgs[1:2]) == a[1:2]  # left padding: a batch gives the captions of single images

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import textured_image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("compressai")
 
 from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
 from semzip.models.lic import COMPRESSAI_ARCHS, COMPRESSAI_QUALITIES, CompressAILIC, load_lic
-
-
-def _image(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
-    return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def _random_net(arch: str, quality: int = 1, seed: int = 0):
@@ -57,7 +52,7 @@ def test_every_zoo_architecture_by_name_and_quality(arch, tmp_path, monkeypatch)
     torch.save(net.state_dict(), _zoo_file(tmp_path, arch, 1))
     codec = load_lic(f"compressai:{arch}:1")
     assert codec.name == f"compressai:{arch}:1" and codec.tables == "stored"
-    img = _image(48, 80, seed=1)
+    img = textured_image(48, 80, seed=1, noise=20)
     streams, shape = codec.compress(img)
     out = codec.decompress(streams, shape.to_bytes())
     assert out.shape == img.shape
@@ -96,7 +91,7 @@ def test_checkpoint_forms_and_computed_tables(tmp_path):
     a = CompressAILIC("mbt2018-mean", checkpoint=tmp_path / "train.pth.tar")
     b = load_lic(f"compressai:mbt2018-mean:{tmp_path / 'w.safetensors'}")
     assert a.tables == "computed" and b.tables == "stored"
-    img = _image(64, 64, seed=2)
+    img = textured_image(64, 64, seed=2, noise=20)
     for codec in (a, b):
         streams, shape = codec.compress(img)
         assert codec.decompress(streams, shape).shape == img.shape
@@ -122,7 +117,7 @@ def test_stored_cdf_tables_are_used_not_recomputed(tmp_path):
     recomputed.net.update(force=True)
     assert any(not torch.equal(recomputed.net.state_dict()[k], v) for k, v in stored.items())
     assert codec.tables == "stored"
-    streams, shape = codec.compress(_image())
+    streams, shape = codec.compress(textured_image(64, 64, noise=20))
     assert codec.decompress(streams, shape).shape == (64, 64, 3)
 
 
@@ -139,6 +134,6 @@ def test_stream_from_another_model_is_refused(tmp_path):
     torch.save(_random_net("mbt2018-mean", 1, seed=2).state_dict(), tmp_path / "b.pth")
     a = CompressAILIC("mbt2018-mean", checkpoint=tmp_path / "a.pth")
     b = CompressAILIC("mbt2018-mean", checkpoint=tmp_path / "b.pth")
-    streams, shape = a.compress(_image())
+    streams, shape = a.compress(textured_image(64, 64, noise=20))
     with pytest.raises(ModelMismatchError):
         b.decompress(streams, shape)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from helpers import random_images, save_tiny_clip, smooth_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.registry import known_encoders, known_generators, load_encoder, load_generator
@@ -18,14 +18,6 @@ from semzip.models.thumbnail import (
     thumbnail_dim,
     thumbnail_space,
 )
-
-
-def _smooth(w: int = 96, h: int = 64, phase: float = 0.0) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-    r = 0.5 + 0.4 * np.sin(2 * np.pi * x + phase)
-    g = 0.5 + 0.4 * np.cos(2 * np.pi * y)
-    b = 0.3 + 0.5 * x * y
-    return np.rint(np.stack([r, g, b], axis=2) * 255).astype(np.uint8)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
@@ -48,7 +40,7 @@ def test_import_does_not_pull_torch():
 def test_thumbnail_embedding_shape_norm_determinism():
     enc = ThumbnailEncoder()
     assert enc.dim == 769 == thumbnail_dim(16) and enc.space == "thumbnail-16x16-opponent-v1"
-    imgs = [_smooth(phase=p) for p in (0.0, 1.0, 2.0)]
+    imgs = [smooth_image(64, 96, seed=p) for p in (0, 1, 2)]
     v = enc.encode_images(imgs)
     assert v.shape == (3, 769) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-6)
@@ -60,7 +52,7 @@ def test_thumbnail_embedding_shape_norm_determinism():
 def test_thumbnail_round_trip():
     enc, dec = ThumbnailEncoder(), ThumbnailDecoder()
     assert dec.space == enc.space and dec.dim == enc.dim
-    img = _smooth()
+    img = smooth_image(64, 96)
     v = enc.encode_images([img])
     # The thumbnail itself comes back essentially exactly (float round trip).
     assert _psnr(dec.thumbnails(v)[0], thumbnail(img)) > 100
@@ -77,7 +69,7 @@ def test_thumbnail_round_trip():
 
 def test_thumbnail_scale_recovered_after_rescaling():
     enc, dec = ThumbnailEncoder(grid=8), ThumbnailDecoder(grid=8)
-    v = enc.encode_images([_smooth()])
+    v = enc.encode_images([smooth_image(64, 96)])
     np.testing.assert_allclose(dec.thumbnails(3.0 * v), dec.thumbnails(v), atol=1e-6)
     # A degenerate scale component (lossy decoding) does not blow up.
     bad = v.copy()
@@ -102,7 +94,7 @@ def test_pil_inputs_and_progress():
 
     enc = ThumbnailEncoder(grid=4)
     seen = []
-    v = enc.encode_images([Image.fromarray(_smooth()), _smooth()], batch_size=1, progress=seen.append)
+    v = enc.encode_images([Image.fromarray(smooth_image(64, 96)), smooth_image(64, 96)], batch_size=1, progress=seen.append)
     np.testing.assert_array_equal(v[0], v[1])
     assert seen == [1, 1]
 
@@ -138,83 +130,9 @@ def test_missing_models_are_reported(tmp_path):
 # ---------------------------------------------------------------------------------------------- tiny HF CLIP
 
 
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP byte-level alphabet: one printable character per byte value."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def _tiny_tokenizer(folder):
-    """A CLIPTokenizer over the byte alphabet plus two merges ("c a", "ca t</w>")."""
-    import inspect
-
-    from transformers import CLIPTokenizer
-
-    chars = _bytes_to_unicode()
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    for tok in ("ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"):
-        vocab[tok] = len(vocab)
-    merges = [("c", "a"), ("ca", "t</w>")]
-    if "vocab" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers >= 5
-        return CLIPTokenizer(vocab=vocab, merges=merges), vocab
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-    return CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt")), vocab
-
-
-def _save_tiny_clip(folder, seed: int):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    folder.mkdir(parents=True, exist_ok=True)
-    tok, vocab = _tiny_tokenizer(folder)
-    torch.manual_seed(seed)
-    config = transformers.CLIPConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 16,
-            "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"],
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        projection_dim=16,
-    )
-    transformers.CLIPModel(config).eval().save_pretrained(folder)
-    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
-    return _save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
-
-
-def _random_images(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (40 + 3 * i, 50, 3), dtype=np.uint8) for i in range(n)]
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
 
 
 def test_hf_clip_images(tiny_clip):
@@ -223,7 +141,7 @@ def test_hf_clip_images(tiny_clip):
     enc = HFClipEncoder(tiny_clip, device="cpu")
     assert enc.dim == 16 and enc.name == "hf:tiny-clip"  # the folder's name: archives record no paths
     assert enc.space.startswith("hf-clip:tiny-clip/clip/")
-    imgs = _random_images(5)
+    imgs = random_images(5)
     a = enc.encode_images(imgs, batch_size=5)
     assert a.shape == (5, 16) and a.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -253,7 +171,7 @@ def test_hf_clip_fingerprint_and_registry(tiny_clip, tmp_path):
     assert len(fp) == 16 and int(fp, 16) >= 0
     enc = load_encoder(f"hf:{tiny_clip}", device="cpu")
     assert enc.fingerprint == fp and enc.info()["dim"] == 16
-    other = _save_tiny_clip(tmp_path / "tiny-clip", seed=1)
+    other = save_tiny_clip(tmp_path / "tiny-clip", seed=1)
     enc2 = HFClipEncoder(other, device="cpu")
     assert enc2.fingerprint != fp
     assert enc2.space == enc.space  # same architecture and preprocessing; the fingerprint tells them apart
@@ -274,7 +192,7 @@ def test_hf_clip_vision_only(tiny_clip, tmp_path):
     for f in ("preprocessor_config.json",):
         (folder / f).write_bytes((tiny_clip / f).read_bytes())
     enc = HFClipEncoder(folder, device="cpu")
-    imgs = _random_images(2)
+    imgs = random_images(2)
     np.testing.assert_allclose(
         enc.encode_images(imgs), HFClipEncoder(tiny_clip, device="cpu").encode_images(imgs), atol=1e-5
     )
@@ -319,12 +237,12 @@ def test_open_clip_tiny_random(open_clip_b32):
     ckpt = open_clip_b32 / "vit-b-32-random.pt"
     enc = OpenClipEncoder("ViT-B-32", ckpt, device="cpu", weights_tag="random")
     assert enc.space == "open_clip:ViT-B-32/random" and enc.dim == 512
-    v = enc.encode_images(_random_images(2))
+    v = enc.encode_images(random_images(2))
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert enc.encode_text(["a cat"]).shape == (1, 512)
     for other in ("vit-b-32.safetensors", "epoch_3.pt"):  # the same weights in the other forms: same vectors
         enc2 = load_encoder(f"open_clip:ViT-B-32/{open_clip_b32 / other}")
-        np.testing.assert_allclose(enc2.encode_images(_random_images(2)), v, atol=1e-5)
+        np.testing.assert_allclose(enc2.encode_images(random_images(2)), v, atol=1e-5)
     with pytest.raises(MissingModelError):
         OpenClipEncoder("ViT-B-32", open_clip_b32 / "missing.pt")
 

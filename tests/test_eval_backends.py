@@ -69,11 +69,11 @@ def test_collection_with_an_encoder_no_offline_generator_renders(scenes, tmp_pat
     """A CLIP encoder without --generator: the collection codec is 'not measured' with the reason, the other
     codecs still run; with --generator the spec is wired to the codec."""
     pytest.importorskip("transformers")
-    from test_encoders import _save_tiny_clip
+    from helpers import save_tiny_clip
 
     from semzip.eval.baselines import get_codec
 
-    clip = _save_tiny_clip(tmp_path / "tiny-clip", seed=0)
+    clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)
     s = run_eval(scenes, tmp_path / "out", codecs=["jpeg", "collection"], metrics=["psnr"], encoder=f"hf:{clip}",
                  qualities={"jpeg": [50]}, anchor=None, progress=False, report=False)
     why = s.results["unavailable_codecs"]["collection"]

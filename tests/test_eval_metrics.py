@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import random_image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchmetrics")
@@ -13,10 +14,7 @@ from semzip.eval import metrics as M
 
 
 def _images(n=3, h=176, w=200, seed=0):
-    rng = np.random.default_rng(seed)
-    base = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
-    # smooth them a little so SSIM-type metrics see structure, not only noise
-    return [((a.astype(np.float32) + np.roll(a, 1, 0) + np.roll(a, 1, 1)) / 3).astype(np.uint8) for a in base]
+    return [random_image(h, w, seed + i, smooth=True) for i in range(n)]
 
 
 def _noisy(images, sigma=8, seed=1):

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import smooth_image, tiny_clip_tokenizer
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.generators import ThumbnailGenerator
 from semzip.models.thumbnail import ThumbnailEncoder
 
 
-def _smooth(w: int = 64, h: int = 48) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-    return np.rint(np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y)], axis=2) * 255).astype(np.uint8)
-
-
 def test_thumbnail_generator():
     enc, gen = ThumbnailEncoder(), ThumbnailGenerator(size=(64, 48))
     assert gen.space == enc.space and gen.dim == enc.dim
-    v = enc.encode_images([_smooth(), _smooth()[::-1].copy()])
+    v = enc.encode_images([smooth_image(48, 64), smooth_image(48, 64)[::-1].copy()])
     seen = []
     a = gen.generate(v, seed=1, progress=seen.append)
     b = gen.generate(v, seed=2)
@@ -146,30 +142,6 @@ def test_kandinsky_registry_and_missing(kandinsky, tmp_path):
 # ---------------------------------------------------------------------------------------------- Stable unCLIP
 
 
-def _tiny_clip_tokenizer():
-    """A CLIPTokenizer over the byte-level alphabet only (no merges), max length 16."""
-    import inspect
-
-    from transformers import CLIPTokenizer
-
-    bs = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    )
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    chars = [chr(c) for c in cs]
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": 512, "<|endoftext|>": 513})
-    if "vocab" not in inspect.signature(CLIPTokenizer.__init__).parameters:
-        pytest.skip("tiny tokenizer construction written for transformers >= 5")
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16), len(vocab)
-
-
 def _save_tiny_stable_unclip(folder):
     """A randomly initialised SD-unCLIP img2img pipeline (diffusers' own dummy components), saved to ``folder``."""
     torch = pytest.importorskip("torch")
@@ -181,7 +153,8 @@ def _save_tiny_stable_unclip(folder):
 
     hidden = EMBED_DIM
     proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    tokenizer, vocab_size = _tiny_clip_tokenizer()
+    tokenizer, vocab = tiny_clip_tokenizer(model_max_length=16)
+    vocab_size = len(vocab)
     torch.manual_seed(0)
     image_encoder = transformers.CLIPVisionModelWithProjection(
         transformers.CLIPVisionConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import gradient_image
 from PIL import Image
 
 from semzip.data.images import (
@@ -16,13 +17,8 @@ from semzip.data.images import (
 from semzip.errors import BadImageError, ResourceLimitError
 
 
-def _gradient(w: int = 24, h: int = 16) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w]
-    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 77)], axis=2).astype(np.uint8)
-
-
 def test_rgb_png_roundtrip(tmp_path):
-    a = _gradient()
+    a = gradient_image()
     Image.fromarray(a).save(tmp_path / "a.png")
     out = load_image(tmp_path / "a.png")
     assert out.dtype == np.uint8 and out.shape == (16, 24, 3)
@@ -105,7 +101,7 @@ def test_exif_orientation_applied(tmp_path):
 
 
 def test_truncated_png_is_bad(tmp_path):
-    Image.fromarray(_gradient(64, 64)).save(tmp_path / "full.png")
+    Image.fromarray(gradient_image(64, 64)).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(BadImageError, match="cut.png"):
@@ -144,12 +140,12 @@ def test_pillow_bomb_limit_becomes_resource_limit(tmp_path, monkeypatch):
 
 
 def _make_folder(tmp_path):
-    Image.fromarray(_gradient()).save(tmp_path / "b.png")
-    Image.fromarray(_gradient()).save(tmp_path / "a.jpg")
+    Image.fromarray(gradient_image()).save(tmp_path / "b.png")
+    Image.fromarray(gradient_image()).save(tmp_path / "a.jpg")
     (tmp_path / "c.jpg").write_text("not an image")
     (tmp_path / "readme.txt").write_text("ignored")
     (tmp_path / "sub").mkdir()
-    Image.fromarray(_gradient()).save(tmp_path / "sub" / "d.PNG")
+    Image.fromarray(gradient_image()).save(tmp_path / "sub" / "d.PNG")
     return tmp_path
 
 
@@ -181,14 +177,14 @@ def test_iter_images_strict_raises(tmp_path):
 
 
 def test_save_png_atomic(tmp_path):
-    a = _gradient()
+    a = gradient_image()
     dest = save_png(a, tmp_path / "out" / "x.png")
     np.testing.assert_array_equal(load_image(dest), a)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["x.png"]  # no temp file left behind
 
 
 def test_contact_sheet(tmp_path):
-    imgs = [_gradient(), _gradient(8, 30), Image.fromarray(_gradient(40, 10))]
+    imgs = [gradient_image(), gradient_image(30, 8), Image.fromarray(gradient_image(10, 40))]
     sheet = contact_sheet(imgs, ["one", "two", "a-very-long-name-that-is-shortened.png"], columns=2, thumb=32)
     assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[2] == 3
     assert sheet.shape[1] == 2 * 36 + 4

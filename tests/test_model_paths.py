@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import random_image
 from PIL import Image
 
 from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
@@ -25,9 +25,8 @@ def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subpro
 
 def _folder(path: Path, n: int = 3) -> Path:
     path.mkdir(parents=True)
-    rng = np.random.default_rng(0)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(path / f"img{i}.png")
+        Image.fromarray(random_image(40, 56, seed=i)).save(path / f"img{i}.png")
     return path
 
 
@@ -78,13 +77,13 @@ def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch)
     name, not the path; search from elsewhere needs --models / $SEMZIP_MODEL_PATH, and another model of the
     same name is refused by its fingerprint."""
     pytest.importorskip("transformers")
-    from test_encoders import _save_tiny_clip
+    from helpers import save_tiny_clip
 
     from semzip import api
     from semzip.format import open_archive
 
-    clip = _save_tiny_clip(tmp_path / "weights" / "tiny-clip", seed=0)
-    other = _save_tiny_clip(tmp_path / "other" / "tiny-clip", seed=1)
+    clip = save_tiny_clip(tmp_path / "weights" / "tiny-clip", seed=0)
+    other = save_tiny_clip(tmp_path / "other" / "tiny-clip", seed=1)
     arc = tmp_path / "c.smz"
     api.compress_folder(_folder(tmp_path / "imgs"), arc, encoder=f"hf:{clip}")  # 3 items < 16 default atoms
     with open_archive(arc) as c:
@@ -117,13 +116,13 @@ def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch)
 
 def test_hub_id_loads_from_a_warm_cache_and_asks_for_allow_download_when_cold(tmp_path):
     pytest.importorskip("transformers")
-    from test_encoders import _save_tiny_clip
+    from helpers import save_tiny_clip
 
     hf_home = tmp_path / "hf"
     snap = hf_home / "hub" / "models--semzip-test--tiny-clip"
     (snap / "refs").mkdir(parents=True)
     (snap / "refs" / "main").write_text("1" * 40)
-    _save_tiny_clip(snap / "snapshots" / ("1" * 40), seed=0)
+    save_tiny_clip(snap / "snapshots" / ("1" * 40), seed=0)
     imgs = _folder(tmp_path / "imgs")
     env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0"}
     r = _cli("compress", str(imgs), "-o", str(tmp_path / "a.smz"), "--encoder", "hf:semzip-test/tiny-clip", env=env)

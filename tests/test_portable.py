@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HAS_SMOLLM
+from helpers import HAS_SMOLLM
 
 TESTS = Path(__file__).parent
 GOLDEN = TESTS / "data" / "golden"

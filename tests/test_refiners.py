@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import smooth_image, tiny_clip_tokenizer
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.refiners import IDENTITY_NOTE, IdentityRefiner, resize_rgb
 from semzip.models.registry import known_refiners, load_refiner
 
 
-def _img(seed: int = 0, h: int = 24, w: int = 32) -> np.ndarray:
-    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
-    base = np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y + seed)], axis=2)
-    return np.rint(base * 255).astype(np.uint8)
-
-
 def test_identity_refiner():
     ref = load_refiner()
     assert isinstance(ref, IdentityRefiner) and ref.name == "identity" and ref.description == IDENTITY_NOTE
-    a, b = _img(0), _img(1, 12, 16)
+    a, b = smooth_image(), smooth_image(12, 16, seed=1)
     seen = []
     out = ref.refine([a, b], ["a caption", "another"], seed=3, sizes=[(32, 24), (64, 48)], progress=seen.append)
     assert seen == [2]
@@ -59,9 +54,8 @@ def _tiny_parts():
     torch = pytest.importorskip("torch")
     diffusers = pytest.importorskip("diffusers")
     transformers = pytest.importorskip("transformers")
-    from test_generators import _tiny_clip_tokenizer
-
-    tokenizer, vocab_size = _tiny_clip_tokenizer()
+    tokenizer, vocab = tiny_clip_tokenizer(model_max_length=16)
+    vocab_size = len(vocab)
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(
         block_out_channels=(32, 64),
@@ -123,7 +117,7 @@ def sd_refiner(tiny_sd):
 
 
 def test_sd_img2img_shape_and_seeds(sd_refiner):
-    lic = _img(0, 12, 16)
+    lic = smooth_image(12, 16)
     a = sd_refiner.refine([lic], ["a red cat"], seed=3, steps=2, strength=0.5, sizes=(32, 24))
     assert len(a) == 1 and a[0].shape == (24, 32, 3) and a[0].dtype == np.uint8
     np.testing.assert_array_equal(a[0], sd_refiner.refine([lic], ["a red cat"], seed=3, steps=2, strength=0.5,
@@ -137,7 +131,7 @@ def test_sd_img2img_shape_and_seeds(sd_refiner):
 
 
 def test_sd_img2img_batch_equals_singles(sd_refiner):
-    lics = [_img(i, 24, 32) for i in range(3)]
+    lics = [smooth_image(24, 32, seed=i) for i in range(3)]
     caps = ["a red cat", "a blue sky", "cat cat"]
     seen = []
     batch = sd_refiner.refine(lics, caps, seed=10, steps=2, strength=0.6, guidance=3.0, progress=seen.append)
@@ -162,9 +156,9 @@ def test_sd_img2img_params(sd_refiner, tiny_sd):
     assert len(sd_refiner.fingerprint) == 16
     assert load_refiner(f"sd-img2img:{tiny_sd}", device="cpu").fingerprint == sd_refiner.fingerprint
     with pytest.raises(InvalidInputError, match="strength"):
-        sd_refiner.refine([_img()], ["x"], strength=0.0)
+        sd_refiner.refine([smooth_image()], ["x"], strength=0.0)
     with pytest.raises(InvalidInputError, match="denoising step"):
-        sd_refiner.refine([_img()], ["x"], steps=2, strength=0.2)
+        sd_refiner.refine([smooth_image()], ["x"], steps=2, strength=0.2)
 
 
 def test_controlnet_tile_tiny(tiny_sd, tmp_path):
@@ -185,7 +179,7 @@ def test_controlnet_tile_tiny(tiny_sd, tmp_path):
     )
     controlnet.save_pretrained(tmp_path / "cn")
     ref = ControlNetTileRefiner(tiny_sd, tmp_path / "cn", device="cpu", conditioning_scale=0.8)
-    lic = _img(0, 24, 32)
+    lic = smooth_image(24, 32)
     a = ref.refine([lic], ["a red cat"], seed=1, steps=2)
     assert a[0].shape == (24, 32, 3) and a[0].dtype == np.uint8
     np.testing.assert_array_equal(a[0], ref.refine([lic], ["a red cat"], seed=1, steps=2)[0])

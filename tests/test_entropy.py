@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import crashes, tally
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -406,6 +407,37 @@ def test_finish_detects_leftover_data() -> None:
         decode_symbols(data, m, 10)
 
 
+def test_garbage_is_mostly_refused_and_never_crashes() -> None:
+    """200 seeded garbage streams (0-200 bytes, 0-500 symbols): the end-of-stream check refuses almost all of
+    them, a few happen to be valid streams of that length, none raises anything but our error."""
+    gauss, _ = _tables()
+    m = CategoricalModel.from_counts([7, 1, 0, 30, 2])
+    inputs = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        data = rng.integers(0, 256, int(rng.integers(0, 201)), dtype=np.uint8).tobytes()
+        inputs.append((data, int(rng.integers(0, 501))))
+
+    def symbols(x):
+        data, n = x
+        out = decode_symbols(data, m, n)
+        assert out.shape == (n,) and (out.size == 0 or (out.min() >= 0 and out.max() < 5))
+
+    def parametric(x):
+        data, n = x
+        dec = Decoder(data)
+        r = dec.decode_parametric(np.arange(n) % 64, gauss)
+        assert r.shape == (n,)
+        dec.decode_uniform(2**32, 3)
+        dec.finish()
+
+    for call in (symbols, parametric):
+        counts = tally(call, inputs)
+        assert not crashes(counts), counts
+        assert set(counts) <= {"decoded", "EntropyDecodeError"}, counts
+        assert counts["EntropyDecodeError"] >= 180 and counts["decoded"] >= 1, (call.__name__, counts)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200), st.integers(0, 500))
 def test_garbage_decodes_or_raises_ours(data: bytes, n: int) -> None:
@@ -433,12 +465,19 @@ def test_truncated_stream_is_well_defined(gauss: QuantizedGaussianTable) -> None
     enc = Encoder()
     enc.encode_parametric(r, idx, gauss)
     data = enc.to_bytes()
-    for cut in (0, 1, len(data) // 2, len(data) - 1):
-        try:
-            out = Decoder(data[:cut]).decode_parametric(idx, gauss)
-            assert out.shape == r.shape
-        except EntropyDecodeError:
-            pass
+    cuts = (1, len(data) // 4, len(data) // 2, 3 * len(data) // 4, len(data) - 1)
+
+    def decode(cut: int, finish: bool) -> None:
+        dec = Decoder(data[:cut])
+        out = dec.decode_parametric(idx, gauss)
+        assert out.shape == r.shape and not np.array_equal(out, r)  # never the original, silently
+        if finish:
+            dec.finish()
+
+    # decoding alone: the 1-byte stream is refused at once, the longer ones decode to other values...
+    assert tally(lambda c: decode(c, False), cuts) == {"EntropyDecodeError": 1, "decoded": 4}
+    # ...and the end-of-stream check refuses every truncation
+    assert tally(lambda c: decode(c, True), cuts) == {"EntropyDecodeError": 5}
 
 
 def test_decoder_input_validation() -> None:

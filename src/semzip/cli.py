@@ -398,7 +398,7 @@ def decompress(
         if value is not None:
             raise InvalidInputError(f"{flag} does not apply to {d['codec']} archives")
     wh = _parse_size(size)
-    before = set(p.name for p in output.iterdir()) if output.is_dir() else set()
+    before = {p.name for p in output.iterdir()} if output.is_dir() else set()
     n = len(item) if item else d["n_items"]
     if image_text:
         with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:

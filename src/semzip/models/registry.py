@@ -335,7 +335,7 @@ def check_refiner_spec(spec: str | None) -> None:
     if spec is None:
         return
     _split(spec, _REFINERS, "refiner")
-    prefix, sep, arg = spec.strip().partition(":")
+    prefix, _, arg = spec.strip().partition(":")
     usage = _REFINERS[prefix][1]
     if "<" in usage and not arg:
         raise InvalidInputError(f"missing argument: use {usage}")

@@ -96,7 +96,7 @@ def test_integer_merge_follows_the_float_lora_model(trained, tiny_llama_folder):
     assert lm.fingerprint != plain.fingerprint and lm.base_fingerprint == plain.fingerprint
 
 
-def test_adapted_coding_round_trips_and_refuses_the_wrong_model(trained, tiny_llama_folder):
+def test_adapted_coding_round_trips_and_refuses_the_wrong_model(trained, tiny_llama_folder, tmp_path):
     from semzip.codecs.text import IntTextCoder
     from semzip.models.intlm import load_int_language_model
 
@@ -107,9 +107,13 @@ def test_adapted_coding_round_trips_and_refuses_the_wrong_model(trained, tiny_ll
     texts = ["A dog on a red couch.", "Two zebras near a train.\nAnd a second line."]
     files = adapted.encode_files([([t], False, False) for t in texts])
     assert adapted.decode_files(files) == texts
-    assert all(f[0] in (0xF6, 0xF7) for f in files)  # the 4-byte single layout
+    assert [f[0] for f in files] == [0xFA, 0xFA]  # the 3-byte single layout, adapter flag set
     refused = plain.decode_files(files)
-    assert all(isinstance(r, SemzipError) for r in refused)  # the model tag (or, 1 in 256, the check)
+    assert all(isinstance(r, ModelMismatchError) and "with an adapter" in str(r) for r in refused)  # before decoding
+    other = IntTextCoder(load_int_language_model(tiny_llama_folder, adapter=_other_adapter(result.path, tmp_path)))
+    wrong = other.decode_files(files)  # another adapter: found by the check (it covers the full fingerprint)
+    assert all(isinstance(r, SemzipError) and not isinstance(r, ModelMismatchError) for r in wrong), wrong
+    assert "different model, adapter" in str(wrong[0]) or "damaged" in str(wrong[0])
     assert any(isinstance(r, ModelMismatchError) and "adapter" in str(r) for r in refused)
 
 
@@ -254,7 +258,7 @@ def test_cli_text_with_adapter(trained, tiny_llama_folder, tmp_path):
     r = runner.invoke(app, ["text", "compress", str(src), "--adapter", str(result.path), *model])
     assert r.exit_code == 0, r.output
     coded = tmp_path / "cap.txt.smzc"
-    assert coded.read_bytes()[0] == 0xF7  # layout 2, the final newline kept as a flag
+    assert coded.read_bytes()[0] == 0xFB  # layout 3: the final newline kept as a flag, coded with an adapter
     r = runner.invoke(app, ["text", "decompress", str(coded), "-o", str(tmp_path / "plain.txt"), *model])
     assert r.exit_code == 2 and ("adapter" in r.output or "check" in r.output), r.output
     assert not (tmp_path / "plain.txt").exists()

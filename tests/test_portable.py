@@ -14,7 +14,8 @@ digests are pinned in ``portable/manifest.json``; ``python tests/test_portable.p
 (never overwrites it). ``portable/adapted/`` adds files coded with an adapter folded into the model (a
 caption in the 4-byte single layout, an image-text archive) and a plain caption in that layout; the
 adapter there is a seeded random rank-1 adapter (not trained: it exercises the exact merge), written with
-``--write-adapted``.
+``--write-adapted``. ``portable/layout3/`` holds the same two captions (plain and adapted) in the 3-byte
+single layout written since (``--write-layout3``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ SETTINGS = {
 ADAPTED = PORTABLE / "adapted"
 ADAPTER = ADAPTED / "random-rank1.adapter"
 ADAPTED_FILES = [ADAPTED / "caption-v2.smzc", ADAPTED / "caption-adapted.smzc", ADAPTED / "image-text-adapted.smz"]
+LAYOUT3 = PORTABLE / "layout3"
+LAYOUT3_FILES = [LAYOUT3 / "caption-v3.smzc", LAYOUT3 / "caption-adapted-v3.smzc"]
 CHILD = (
     "import json, sys; from semzip.api import decode_digest; "
     "out = {p: decode_digest(p.split('=')[0], adapter=(p.split('=') + [None])[1]) for p in sys.argv[1:]}; "
@@ -93,7 +96,10 @@ def test_golden_files_decode_identically(setting):
     adapted = (ADAPTED / "manifest.json").is_file()
     if adapted:
         want.update(json.loads((ADAPTED / "manifest.json").read_text()))
-    args = [*FILES, *(_adapted_args() if adapted else [])]
+    layout3 = adapted and (LAYOUT3 / "manifest.json").is_file()
+    if layout3:
+        want.update(json.loads((LAYOUT3 / "manifest.json").read_text()))
+    args = [*FILES, *(_adapted_args() if adapted else []), *(_layout3_args() if layout3 else [])]
     got = decode_elsewhere(args, env, kernel)
     assert got.pop("_modules") == [], "decoding must not need a tokenizer library or transformers"
     for arg in args:
@@ -103,6 +109,10 @@ def test_golden_files_decode_identically(setting):
 
 def _adapted_args() -> list[str]:
     return [f"{p}={ADAPTER}" if "adapted" in p.name else str(p) for p in ADAPTED_FILES]
+
+
+def _layout3_args() -> list[str]:
+    return [f"{p}={ADAPTER}" if "adapted" in p.name else str(p) for p in LAYOUT3_FILES]
 
 
 @needs_goldens
@@ -116,6 +126,11 @@ def test_golden_files_are_the_pinned_bytes():
         want = json.loads((ADAPTED / "manifest.json").read_text())
         for path in [*ADAPTED_FILES, ADAPTER]:
             assert hashlib.sha256(path.read_bytes()).hexdigest() == want["_files"][path.name], path.name
+    if (LAYOUT3 / "manifest.json").is_file():
+        want = json.loads((LAYOUT3 / "manifest.json").read_text())
+        for path in LAYOUT3_FILES:
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == want["_files"][path.name], path.name
+        assert [p.read_bytes()[0] for p in LAYOUT3_FILES] == [0xF9, 0xFB]  # newline flag; + adapter flag
 
 
 @pytest.mark.skipif(not (ADAPTED / "manifest.json").is_file(), reason="no adapted golden set")
@@ -126,6 +141,11 @@ def test_adapted_files_are_refused_without_their_adapter():
 
     with pytest.raises(ModelMismatchError, match="adapter"):
         decode_digest(ADAPTED / "image-text-adapted.smz")
+    if (LAYOUT3 / "manifest.json").is_file():  # layout 3: the adapter flag refuses before decoding
+        with pytest.raises(ModelMismatchError, match="coded with an adapter"):
+            decode_digest(LAYOUT3_FILES[1])
+        with pytest.raises(ModelMismatchError, match="coded without an adapter"):
+            decode_digest(LAYOUT3_FILES[0], adapter=ADAPTER)
 
 
 # ------------------------------------------------------------------------------------------ writing the set
@@ -222,10 +242,31 @@ def write_adapted() -> None:  # pragma: no cover - run by hand, once
     print(json.dumps(manifest, indent=1))
 
 
+def write_layout3() -> None:  # pragma: no cover - run by hand, once
+    import hashlib
+
+    from semzip.api import caption_coder, decode_digest
+    from semzip.format import atomic_write
+
+    if (LAYOUT3 / "manifest.json").exists():
+        raise SystemExit(f"{LAYOUT3} already holds a golden set; it is never overwritten")
+    LAYOUT3.mkdir(parents=True, exist_ok=True)
+    (plain,) = caption_coder().encode_files([([CAPTION], False, True)])
+    atomic_write(LAYOUT3_FILES[0], plain)
+    (adapted,) = caption_coder(adapter=ADAPTER).encode_files([([CAPTION], False, True)])
+    atomic_write(LAYOUT3_FILES[1], adapted)
+    manifest = {p.name: decode_digest(p, adapter=ADAPTER if "adapted" in p.name else None) for p in LAYOUT3_FILES}
+    manifest["_files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in LAYOUT3_FILES}
+    (LAYOUT3 / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(manifest, indent=1))
+
+
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         write()
     elif sys.argv[1:] == ["--write-adapted"]:
         write_adapted()
+    elif sys.argv[1:] == ["--write-layout3"]:
+        write_layout3()
     else:
-        raise SystemExit("usage: python tests/test_portable.py --write | --write-adapted")
+        raise SystemExit("usage: python tests/test_portable.py --write | --write-adapted | --write-layout3")

@@ -142,14 +142,45 @@ def test_compact_layout_and_damage():
                 r.verify(t)
 
 
-def test_compact_layout_2_single_files():
-    """Codec-2 single captions take 4 bytes (magic with the newline flag, tag, check) and keep every
-    guarantee of layout 1: every bit flip refused, the tag refuses another model, truncation refused."""
+def test_compact_layout_3_single_files():
+    """Codec-2 single captions take 3 bytes (magic with the newline and adapter flags, check): every bit flip
+    is refused, another model by the check (it covers the whole fingerprint), a missing or unwanted adapter
+    before decoding, truncation refused."""
     fp = "b4b9baeadd2cbc6c"
     for nl in (False, True):
-        data = compact.pack(b"\x12\x34\x56", codec=2, fingerprint=fp, check_data=b"hello", final_newline=nl)
-        assert len(data) == 3 + compact.OVERHEAD_SINGLE == 7 and data[0] == (0xF7 if nl else 0xF6) and data[1] == 0xB4
-        header, rec = compact.unpack(data, fingerprint=fp, codec=2)
+        for adapted in (False, True):
+            data = compact.pack(b"\x12\x34\x56", codec=2, fingerprint=fp, check_data=b"hello", final_newline=nl,
+                                adapted=adapted)
+            assert len(data) == 3 + compact.OVERHEAD_SINGLE == 6 and data[0] == 0xF8 | nl | 2 * adapted
+            header, rec = compact.unpack(data, fingerprint=fp, codec=2, adapted=adapted)
+            assert (header.codec, header.final_newline, header.adapted, header.lines, header.model_tag) == \
+                (2, nl, adapted, False, None) and rec.payload == b"\x12\x34\x56"
+            rec.verify(b"hello")
+            with pytest.raises(ModelMismatchError, match="with an adapter" if adapted else "without an adapter"):
+                compact.unpack(data, fingerprint=fp, adapted=not adapted)
+            with pytest.raises(CorruptedSectionError, match="different model, adapter"):
+                compact.unpack(data, fingerprint="00" + fp[2:], adapted=adapted)[1].verify(b"hello")
+            with pytest.raises(UnsupportedVersionError):
+                compact.unpack(data, fingerprint=fp, codec=1)
+            _every_bit_flip_refused(data, fp, b"hello")
+            for cut in range(3):
+                with pytest.raises(SemzipError):
+                    compact.unpack(data[:cut], fingerprint=fp)[1].verify(b"hello")
+    with pytest.raises(InvalidInputError):
+        compact.pack(b"\x12", codec=1, fingerprint=fp, check_data=b"x", layout=3)
+
+
+def test_compact_layout_2_single_files():
+    """Layout 2 (4 bytes: magic with the newline flag, tag, check), written before layout 3, still decodes
+    with every guarantee of layout 1: every bit flip refused, the tag refuses another model, truncation
+    refused."""
+    fp = "b4b9baeadd2cbc6c"
+    for nl in (False, True):
+        data = compact.pack(b"\x12\x34\x56", codec=2, fingerprint=fp, check_data=b"hello", final_newline=nl,
+                            layout=2)
+        assert len(data) == 3 + compact.OVERHEAD_SINGLE_V2 == 7 and data[0] == (0xF7 if nl else 0xF6)
+        assert data[1] == 0xB4
+        header, rec = compact.unpack(data, fingerprint=fp, codec=2, adapted=True)  # layout 2 has no flag
         assert header.codec == 2 and header.final_newline == nl and not header.lines and rec.payload == b"\x12\x34\x56"
         rec.verify(b"hello")
         with pytest.raises(ModelMismatchError):
@@ -176,7 +207,7 @@ def test_dev_captions_round_trip(coder):
     files = coder.encode_files([([c], False, False) for c in caps])
     assert coder.decode_files(files) == caps
     sizes = np.array([len(d) for d in files])
-    assert sizes.mean() < 20, sizes  # ~8 bytes payload + 4 bytes of layout
+    assert sizes.mean() < 20, sizes  # ~8 bytes payload + 3 bytes of layout
 
 
 @needs_model
@@ -251,20 +282,26 @@ def test_wrong_model_is_refused(int_lm, coder, tiny_coder):
 
     caption = "A bowl of soup next to a sandwich."
     data = coder.encode_file(caption)
-    # The tiny model has another fingerprint: refused by the tag before decoding, or by the check after.
-    with pytest.raises((ModelMismatchError, EntropyDecodeError)):
+    # Layout 3 has no tag: another model decodes (briefly, the information bound stops it) and the check,
+    # which covers the whole fingerprint, refuses.
+    with pytest.raises(EntropyDecodeError):
         tiny_coder.decode_file(data)
-    # With a fingerprint whose first byte differs, the refusal happens before any decoding.
-    fake = IntTextCoder(int_lm)
+    fake = IntTextCoder(int_lm)  # the same model under another fingerprint: only the check can tell
     fake.fingerprint = f"{int(int_lm.fingerprint[:2], 16) ^ 1:02x}" + int_lm.fingerprint[2:]
+    with pytest.raises(EntropyDecodeError, match="different model, adapter"):
+        fake.decode_file(data)
+    # Layout 2 (still read): a tag whose byte differs refuses before any decoding.
+    old = compact.pack(coder.compress(caption), codec=2, fingerprint=coder.fingerprint,
+                       check_data=caption.encode(), layout=2)
+    assert coder.decode_file(old) == caption
     fake.decompress_many = None  # would raise TypeError if decoding were attempted
     with pytest.raises(ModelMismatchError):
-        fake.decode_file(data)
+        fake.decode_file(old)
     # Same tag but another model (the first byte agrees): decoding runs and the check refuses.
     fake2 = IntTextCoder(tiny_coder.lm)
     fake2.fingerprint = int_lm.fingerprint[:2] + tiny_coder.lm.fingerprint[2:]
     with pytest.raises(EntropyDecodeError):
-        fake2.decode_file(data)
+        fake2.decode_file(old)
     # A custom prompt is part of the coder's identity.
     assert IntTextCoder(int_lm, prompt="Captions:\n").fingerprint != coder.fingerprint
 

@@ -114,6 +114,7 @@ def _set_coder_tables(coder: Any, lm: Any, byte_ids: list[int | None], prompt: s
     coder.byte_ids = byte_ids
     coder._byte_of = {t: b for b, t in enumerate(byte_ids) if t is not None and t != coder.eos_id}
     coder.max_tokens = max(1, lm.max_positions - len(coder.prompt_ids) - 1)
+    coder.adapted = getattr(lm, "adapter", None) is not None  # recorded in single-caption files (layout 3)
     if prompt == PROMPT_V1:
         coder.fingerprint = lm.fingerprint
     else:
@@ -174,6 +175,7 @@ class _CaptionFiles:
 
     codec_id: int
     fingerprint: str
+    adapted: bool = False
     newline_id: int
     eos_id: int
     byte_ids: list[int | None]
@@ -212,7 +214,7 @@ class _CaptionFiles:
         raise NotImplementedError
 
     def encode_file(self, text: str, final_newline: bool = False) -> bytes:
-        """A complete caption file: compact header, payload, 16-bit check (payload + 4 bytes; 5 for codec 1).
+        """A complete caption file: compact header, payload, 16-bit check (payload + 3 bytes; 5 for codec 1).
 
         ``final_newline`` records a trailing newline outside the coded text (as text files end).
         """
@@ -221,7 +223,8 @@ class _CaptionFiles:
     def decode_file(self, data: bytes) -> str:
         """Inverse of :meth:`encode_file` (the final newline flag, if set, is appended); refuses another
         model before decoding and verifies the check after."""
-        header, record = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id)
+        header, record = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id,
+                                        adapted=self.adapted)
         return self._decode_records([record])[0] + ("\n" if header.final_newline else "")
 
     def encode_lines_file(self, lines: Sequence[str], final_newline: bool = False,
@@ -251,7 +254,7 @@ class _CaptionFiles:
                 if len(texts) != 1:
                     raise InvalidInputError("a single-caption file holds exactly one text")
                 out.append(compact.pack(mine[0], codec=self.codec_id, fingerprint=self.fingerprint,
-                                        check_data=check[0], final_newline=nl))
+                                        check_data=check[0], final_newline=nl, adapted=self.adapted))
         return out
 
     def decode_files(self, blobs: Sequence[bytes], progress: Callable[[int], None] | None = None,
@@ -266,7 +269,8 @@ class _CaptionFiles:
                 if header.lines:
                     header, recs = compact.unpack_lines(data, fingerprint=self.fingerprint, codec=self.codec_id)
                 else:
-                    header, rec = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id)
+                    header, rec = compact.unpack(data, fingerprint=self.fingerprint, codec=self.codec_id,
+                                                 adapted=self.adapted)
                     recs = [rec]
                 parsed.append((header, len(records), len(recs)))
                 records += recs

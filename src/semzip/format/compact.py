@@ -1,8 +1,14 @@
 """The compact container: a few bytes around one short entropy-coded stream (a caption), or a list of them.
 
 A caption codes to ~7 bytes, so the regular container (magic, JSON header, CRC32 per section) would
-triple the file. Two layouts (docs/text-coding.md has the details):
+triple the file. Three layouts (docs/text-coding.md has the details):
 
+    single, layout 3 (text codec 2, written since layout 3 came; 3 bytes around the payload):
+             magic 0xF8-0xFB | payload | check u16 (big-endian)
+             magic bit 0: the original text ended with a newline that is not part of the coded text;
+             bit 1: the caption was coded with an adapter (refused before decoding without one, and
+             without an adapter the other way round); no model tag: another model or adapter is
+             found by the check after decoding
     single, layout 2 (text codec 2; 4 bytes around the payload):
              magic 0xF6 or 0xF7 | model tag u8 | payload | check u16 (big-endian)
              0xF7: the original text ended with a newline that is not part of the coded text
@@ -23,8 +29,10 @@ triple the file. Two layouts (docs/text-coding.md has the details):
              desynchronised record passes with probability 2**-16.
 
 Layout 2 drops the format byte for the common case (one caption, codec 2): its first byte says all the
-format byte said (single, codec 2, the newline flag). Codec-1 files and lines files keep layout 1, and
-layout-1 files of every kind still decode. 0xF5-0xF7 never occur in UTF-8 text and differ from the main
+format byte said (single, codec 2, the newline flag). Layout 3 also drops the model tag, whose job the
+check already does after decoding (the check covers the full fingerprint), and keeps in the magic byte
+the one model fact users get wrong most (adapter or not). Codec-1 files and lines files keep layout 1;
+files of every layout still decode. 0xF5-0xFB never occur in UTF-8 text and differ from the main
 container's first byte (0x89), so a caption file is never mistaken for either. stdlib only; writes go
 through :func:`semzip.format.atomic_write`.
 """
@@ -63,11 +71,15 @@ COMPACT_MAGIC = 0xF5
 COMPACT_VERSION = 1
 SINGLE2_MAGIC = 0xF6  # layout 2 single record of codec 2; 0xF7 with the final-newline flag
 SINGLE2_CODEC = 2
+SINGLE3_MAGIC = 0xF8  # layout 3 single record of codec 2; | 1 final newline, | 2 coded with an adapter
+_SINGLE3 = range(SINGLE3_MAGIC, SINGLE3_MAGIC + 4)
 _FLAG_LINES, _FLAG_NEWLINE = 0x10, 0x08
 HEADER_SIZE = 3
 HEADER_SIZE_SINGLE2 = 2
+HEADER_SIZE_SINGLE3 = 1
 CHECK_SIZE = 2
-OVERHEAD_SINGLE = HEADER_SIZE_SINGLE2 + CHECK_SIZE  # what a single caption file of codec 2 costs
+OVERHEAD_SINGLE = HEADER_SIZE_SINGLE3 + CHECK_SIZE  # what a single caption file of codec 2 costs
+OVERHEAD_SINGLE_V2 = HEADER_SIZE_SINGLE2 + CHECK_SIZE
 OVERHEAD_SINGLE_V1 = HEADER_SIZE + CHECK_SIZE
 MAX_CODEC = 7
 
@@ -96,9 +108,10 @@ class CompactHeader:
     codec: int
     lines: bool  # a list of records (``--lines``)
     final_newline: bool  # the original text file ended with a newline (not part of the coded text)
-    model_tag: int
+    model_tag: int | None  # None in layout 3 (no tag)
     count: int | None
     size: int  # header bytes, count included
+    adapted: bool | None = None  # layout 3: coded with an adapter; None where the layout does not say
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ class CompactRecord:
         if _crc16(*self._prefix, self.payload, check_data) != self.check:
             raise CorruptedSectionError(
                 "caption check failed after decoding: the file is corrupt, or it was encoded with a "
-                "different model or codec, or this machine computes the model's probabilities differently"
+                "different model, adapter or codec, or this machine computes the model's probabilities differently"
             )
 
 
@@ -127,11 +140,17 @@ def _head(codec: int, lines: bool, final_newline: bool, fingerprint: str) -> tup
 
 
 def pack(payload: bytes, *, codec: int, fingerprint: str, check_data: bytes, final_newline: bool = False,
-         layout: int | None = None) -> bytes:
-    """One record: header (2 bytes in layout 2, the default for codec 2; 3 in layout 1), ``payload``, 2-byte
-    check over fingerprint, header, payload, check_data."""
-    layout = layout if layout is not None else (2 if codec == SINGLE2_CODEC else 1)
-    if layout == 2:
+         layout: int | None = None, adapted: bool = False) -> bytes:
+    """One record: header (1 byte in layout 3, the default for codec 2; 2 in layout 2; 3 in layout 1),
+    ``payload``, 2-byte check over fingerprint, header, payload, check_data. ``adapted`` (layout 3): the
+    coder's model holds an adapter."""
+    layout = layout if layout is not None else (3 if codec == SINGLE2_CODEC else 1)
+    if layout == 3:
+        if codec != SINGLE2_CODEC:
+            raise InvalidInputError(f"layout 3 holds codec {SINGLE2_CODEC} only, not codec {codec}")
+        fp = fingerprint_bytes(fingerprint)
+        head = bytes((SINGLE3_MAGIC | int(bool(final_newline)) | (2 if adapted else 0),))
+    elif layout == 2:
         if codec != SINGLE2_CODEC:
             raise InvalidInputError(f"layout 2 holds codec {SINGLE2_CODEC} only, not codec {codec}")
         fp = fingerprint_bytes(fingerprint)
@@ -139,7 +158,7 @@ def pack(payload: bytes, *, codec: int, fingerprint: str, check_data: bytes, fin
     elif layout == 1:
         head, fp = _head(codec, False, final_newline, fingerprint)
     else:
-        raise InvalidInputError(f"compact layout must be 1 or 2, got {layout!r}")
+        raise InvalidInputError(f"compact layout must be 1, 2 or 3, got {layout!r}")
     payload = bytes(payload)
     return head + payload + _crc16(fp, head, payload, bytes(check_data)).to_bytes(2, "big")
 
@@ -161,15 +180,18 @@ def pack_lines(
 
 
 def is_compact(data: bytes) -> bool:
-    """True if ``data`` starts like a compact file (magic byte of either layout)."""
-    return len(data) >= 1 and data[0] in (COMPACT_MAGIC, SINGLE2_MAGIC, SINGLE2_MAGIC | 1)
+    """True if ``data`` starts like a compact file (magic byte of any layout)."""
+    return len(data) >= 1 and (data[0] in (COMPACT_MAGIC, SINGLE2_MAGIC, SINGLE2_MAGIC | 1) or data[0] in _SINGLE3)
 
 
 def read_header(data: bytes) -> CompactHeader:
     """Parse the header; refuses other files, unknown versions and malformed headers."""
     data = bytes(data)
     if not is_compact(data):
-        raise NotAContainerError("not a semzip caption file (the first byte is not 0xF5, 0xF6 or 0xF7)")
+        raise NotAContainerError("not a semzip caption file (the first byte is not one of 0xF5-0xFB)")
+    if data[0] in _SINGLE3:  # layout 3: one record of codec 2, no tag
+        return CompactHeader(codec=SINGLE2_CODEC, lines=False, final_newline=bool(data[0] & 1), model_tag=None,
+                             count=None, size=HEADER_SIZE_SINGLE3, adapted=bool(data[0] & 2))
     if data[0] != COMPACT_MAGIC:  # layout 2: one record of codec 2
         if len(data) < HEADER_SIZE_SINGLE2:
             raise CorruptedSectionError("caption file is truncated inside its 2-byte header")
@@ -196,16 +218,23 @@ def read_header(data: bytes) -> CompactHeader:
                          count=count, size=size)
 
 
-def _check_model(header: CompactHeader, fp: bytes, fingerprint: str) -> None:
-    if header.model_tag != fp[0]:
+def _check_model(header: CompactHeader, fp: bytes, fingerprint: str, adapted: bool | None = None) -> None:
+    if header.adapted is not None and adapted is not None and header.adapted != adapted:
+        if header.adapted:
+            raise ModelMismatchError("caption file was coded with an adapter: decode it with the --adapter it "
+                                     "was made with")
+        raise ModelMismatchError("caption file was coded without an adapter: decode it without --adapter")
+    if header.model_tag is not None and header.model_tag != fp[0]:
         raise ModelMismatchError(
             f"caption file was encoded with another model or adapter (tag {header.model_tag:02x}, the loaded "
             f"model {fingerprint} has tag {fp[0]:02x}): decode it with the model (and --adapter) it was made with"
         )
 
 
-def unpack(data: bytes, *, fingerprint: str, codec: int | None = None) -> tuple[CompactHeader, CompactRecord]:
-    """Parse a single-record file for the model ``fingerprint``; the caller decodes then verifies."""
+def unpack(data: bytes, *, fingerprint: str, codec: int | None = None,
+           adapted: bool | None = None) -> tuple[CompactHeader, CompactRecord]:
+    """Parse a single-record file for the model ``fingerprint`` (``adapted``: whether that model holds an
+    adapter; None skips the layout-3 adapter flag); the caller decodes then verifies."""
     data = bytes(data)
     header = read_header(data)
     if header.lines:
@@ -215,7 +244,7 @@ def unpack(data: bytes, *, fingerprint: str, codec: int | None = None) -> tuple[
     if len(data) < header.size + CHECK_SIZE:
         raise CorruptedSectionError("caption file is truncated (shorter than header + check)")
     fp = fingerprint_bytes(fingerprint)
-    _check_model(header, fp, fingerprint)
+    _check_model(header, fp, fingerprint, adapted)
     check = int.from_bytes(data[-CHECK_SIZE:], "big")
     return header, CompactRecord(payload=data[header.size:-CHECK_SIZE], check=check,
                                  _prefix=(fp, data[:header.size]))

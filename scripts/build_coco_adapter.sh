@@ -3,7 +3,8 @@
 # training split (captions 1500-2999 of ../shared/data/coco_captions_val2017_dev.txt; captions 0-1499 are the
 # test split of benchmarks/captions.py and are never trained on), settings in configs/text-adapter-coco.toml.
 # Writes models/coco-captions.adapter (its run folder, with checkpoints and result.json, beside it).
-# Takes ~10-40 min on 2 CPU cores; --resume continues an interrupted run.
+# Takes ~10 min on 2 quiet CPU cores (about 2 min per epoch; the best is epoch 2, the run stops after epoch 4),
+# many times longer when other jobs share the cores; --resume continues an interrupted run.
 #
 # Usage: scripts/build_coco_adapter.sh [--resume] [extra 'semzip text train' options]
 set -euo pipefail

@@ -199,6 +199,10 @@ def test_resume_continues_and_refuses_another_corpus(trained, tiny_llama_folder,
     lines: list[str] = []
     out = folder / "tiny3.adapter"
     more.out_dir = str(folder / "tiny.adapter.run")
+    state = folder / "tiny.adapter.run" / "checkpoint" / "state.json"  # as written before `dropout` existed
+    saved = json.loads(state.read_text())
+    del saved["config"]["dropout"]
+    state.write_text(json.dumps(saved))
     res = train_adapter(CORPUS, out, more, resume=True, say=lines.append)
     assert any(ln.startswith("resumed after epoch 2") for ln in lines) and [h["epoch"] for h in res.history] == [0, 1, 2, 3]
     with pytest.raises(InvalidInputError, match="another corpus"):
@@ -231,6 +235,8 @@ def test_corpus_readers(tmp_path):
         load_adapter_config(tmp_path / "bad.toml")
     with pytest.raises(InvalidInputError, match="rank"):
         load_adapter_config(None, rank=0)
+    with pytest.raises(InvalidInputError, match="dropout"):
+        load_adapter_config(None, dropout=1.0)
 
 
 def _other_adapter(path, tmp_path):

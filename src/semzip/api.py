@@ -211,8 +211,25 @@ def default_generator(space: str) -> str:
     )
 
 
-def archive_generator(archive: PathLike, generator: str | None = None):
-    """The generator to render an archive's embeddings: the given spec or the space's offline default.
+_CPU_ONLY = {"generator": ("thumbnail",), "refiner": ("identity",)}  # no model: numpy on the CPU
+
+
+def device_kw(kind: str, spec: str, device: str | None) -> dict:
+    """``device=`` for a generator or refiner loader: passed to the diffusion models; the offline ones run on the
+    CPU, so another device is refused (before any work) rather than ignored."""
+    if device is None:
+        return {}
+    if spec.strip().partition(":")[0] in _CPU_ONLY[kind]:
+        if device != "cpu":
+            raise InvalidInputError(f"--device {device}: the {kind} {spec!r} has no model and runs on the CPU only; "
+                                    "leave --device out")
+        return {}
+    return {"device": device}
+
+
+def archive_generator(archive: PathLike, generator: str | None = None, device: str | None = None):
+    """The generator to render an archive's embeddings: the given spec or the space's offline default
+    (``device``: where a diffusion generator runs; see :func:`device_kw`).
 
     Refuses a generator conditioned on another embedding space than the archive's.
     """
@@ -220,7 +237,8 @@ def archive_generator(archive: PathLike, generator: str | None = None):
 
     with open_archive(archive) as c:
         space = c.header.params.get("space", "unknown")
-    gen = load_generator(generator or default_generator(space))
+    spec = generator or default_generator(space)
+    gen = load_generator(spec, **device_kw("generator", spec, device))
     if gen.space != space:
         raise ModelMismatchError(
             f"the archive holds {space!r} embeddings but generator {gen.name!r} is conditioned on {gen.space!r}; "
@@ -241,6 +259,7 @@ def decompress_images(
     progress: Callable[[int], None] | None = None,
     batch_size: int = 8,
     force: bool = False,
+    device: str | None = None,
 ) -> list[Path]:
     """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``.
 
@@ -253,7 +272,7 @@ def decompress_images(
         gidx = list(range(c.header.n_items)) if items is None else [_item_number(c, i) for i in items]
         files = _output_files(c, gidx)
         names = [c.names[i] for i in gidx]
-    gen = archive_generator(archive, generator)  # a missing generator or a bad setting is refused before
+    gen = archive_generator(archive, generator, device)  # a missing generator or a bad setting is refused before
     params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)  # any decoding
     x = decompress(archive, items=gidx if items is not None else None)
     written, thumbs = [], []
@@ -468,6 +487,7 @@ def decompress_image_text(
     progress: Callable[[int], None] | None = None,
     force: bool = False,
     caption_adapter: PathLike | None = None,
+    device: str | None = None,
 ) -> list[Path]:
     """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
     An archive whose captions were coded with an adapter needs the same ``caption_adapter`` file.
@@ -496,7 +516,7 @@ def decompress_image_text(
         strength = rec.get("strength") if strength is None else strength
         guidance = rec.get("guidance") if guidance is None else guidance
         check_refiner_settings(refiner, steps, strength, guidance)  # refused before any model loads or decodes
-        ref = load_refiner(refiner)
+        ref = load_refiner(refiner, **device_kw("refiner", refiner, device))
         ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),

@@ -16,13 +16,13 @@ import typer
 from rich.table import Table
 
 from semzip import __version__
-from semzip.clitools import err, out, styled
+from semzip.clitools import DEVICE_HELP, App, alias, check_device, err, out, styled
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import progress as _progress
 from semzip.errors import InvalidInputError
 from semzip.outputs import check_apart, check_output_file, check_output_folder
 
-app = typer.Typer(
+app = App(
     name="semzip",
     help=(
         "Semantic image compression: keep what images mean at 1e-5 to 1e-2 bits per pixel.\n\n"
@@ -287,7 +287,9 @@ def _print_rate(output: Path, size: int, n: int, assumed: bool = False) -> None:
 @_friendly
 def embed(
     input: Annotated[Path, typer.Argument(help="A folder of images, or a .npy / .parquet embeddings file.")],
-    store: Annotated[Path, typer.Option(help="Embedding store folder to fill (created, or resumed).")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Embedding store folder to fill (created, or resumed); `compress --store` reads it.",
+        show_default=False)] = None,
     encoder: Annotated[
         str, typer.Option(help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
     ] = "thumbnail",
@@ -299,11 +301,15 @@ def embed(
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Allow the store inside the input folder.")] = False,
+    store_: Annotated[Path | None, typer.Option("--store", hidden=True)] = None,  # the older spelling of --output
 ) -> None:
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
     from semzip.stream import fill_store, make_executor
 
+    store = alias(output, store_, "-o/--output", "--store")
+    if store is None:
+        raise InvalidInputError("give the store folder to fill: -o/--output STORE")
     if engine not in ("stream", "ray"):
         raise InvalidInputError(f"unknown engine {engine!r}: use stream or ray")
     check_apart(store, (input,), force, "folder")
@@ -352,7 +358,7 @@ def decompress(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Folder for decoded images, or a .npy file for embeddings.")
     ],
-    embeddings_only: Annotated[bool, typer.Option(help="Write the decoded embeddings (.npy), no images.")] = False,
+    embeddings_only: Annotated[bool, typer.Option(hidden=True)] = False,  # the same as an -o ending in .npy
     item: Annotated[list[str] | None, typer.Option(help="Decode only this item (by name); repeatable.")] = None,
     generator: Annotated[
         str | None, typer.Option(help="Image generator (default: the offline one for the archive's space).")
@@ -370,6 +376,9 @@ def decompress(
     caption_adapter: Annotated[Path | None, typer.Option(
         help="image-text: the caption-model adapter the archive was made with (its header names it).",
         show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the generator or diffusion refiner runs: {DEVICE_HELP}. The offline ones (thumbnail, "
+        "identity) run on the CPU.", show_default=False)] = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists; write into a folder that is not empty.")
     ] = False,
@@ -382,9 +391,15 @@ def decompress(
     from semzip.api import decompress as _decompress
     from semzip.api import decompress_image_text, decompress_images, describe
 
+    check_device(device)
     d = describe(archive)
     npy = embeddings_only or output.suffix.lower() == ".npy"
-    if npy and d["codec"] != "image-text":
+    if npy and d["codec"] == "image-text":
+        raise InvalidInputError("image-text archives hold images and captions, not embeddings: decode them to a "
+                                "folder (-o DIR)")
+    if npy:
+        if device is not None:
+            raise InvalidInputError("--device does not apply to decoding embeddings (no model runs)")
         check_output_file(output, force, (archive,))
         x = _decompress(archive, items=item)
         _save_npy(output, x)
@@ -404,12 +419,13 @@ def decompress(
         with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:
             files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
                                           strength=strength, guidance=guidance, progress=adv, force=force,
-                                          caption_adapter=caption_adapter)
+                                          caption_adapter=caption_adapter, device=device)
         out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
     else:
         with _progress(n, "generating images") as adv:
             files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0,
-                                      steps=steps, guidance=guidance, size=wh, progress=adv, force=force)
+                                      steps=steps, guidance=guidance, size=wh, progress=adv, force=force,
+                                      device=device)
         out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
     made = {"contact_sheet.png", "generation.json", *(["captions.txt"] if image_text else [])}
     kept = sorted(before - {f.name for f in files} - made)
@@ -429,18 +445,22 @@ def blend(
     weight: Annotated[float, typer.Option(help="Strength of each concept.")] = 0.5,
     generator: Annotated[str | None, typer.Option(help="Image generator (default: the archive space's offline one).")] = None,
     seed: Annotated[int, typer.Option(help="Generation seed.")] = 0,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the generator runs: {DEVICE_HELP}. The offline thumbnail generator runs on the CPU.",
+        show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it."""
     from semzip.api import archive_generator, blend_item
     from semzip.data.images import save_png
 
+    check_device(device)
     check_output_file(output, force, (archive,))
     e = blend_item(archive, item, add or [], remove or [], weight)
     if output.suffix.lower() == ".npy":
         _save_npy(output, e[None])
     else:
-        save_png(archive_generator(archive, generator).generate(e[None], seed=seed)[0], output)
+        save_png(archive_generator(archive, generator, device=device).generate(e[None], seed=seed)[0], output)
     out.print(f"wrote {output}")
 
 
@@ -554,15 +574,18 @@ def verify(
 @app.command()
 @_friendly
 def demo(
-    workdir: Annotated[Path, typer.Option("--dir", help="Folder for the demo's files.")] = Path("semzip-demo"),
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Folder for the demo's files (default: semzip-demo).", show_default=False)] = None,
     n: Annotated[int, typer.Option("-n", help="Images in the generated collection.")] = 200,
     force: Annotated[bool, typer.Option("--force", "-f", help="Use the folder even if it is not empty.")] = False,
+    dir_: Annotated[Path | None, typer.Option("--dir", hidden=True)] = None,  # the older spelling of --output
 ) -> None:
     """Offline demo: generate a collection of images, compress it, inspect it, decode it back to images."""
     from semzip.api import compress_embeddings, compress_folder, decompress, decompress_images, describe
     from semzip.data.images import contact_sheet, list_images, load_image, save_png
     from semzip.data.scenes import write_scenes
 
+    workdir = alias(output, dir_, "-o/--output", "--dir", default=Path("semzip-demo"))
     check_output_folder(workdir, force)
 
     images, arc = workdir / "images", workdir / "collection.smz"

@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from semzip.clitools import App, alias, styled
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import out as _out
-from semzip.clitools import styled
 from semzip.errors import InvalidInputError
 
 
@@ -54,14 +54,16 @@ def _parse_qualities(s: str | None) -> dict[str, list[int]] | None:
 @_friendly
 def eval_command(
     dataset: Annotated[Path, typer.Option(help="Folder of images (Kodak / CLIC layouts recognised) or a CSV of image paths [,caption].")],
-    out: Annotated[Path, typer.Option(help="Output folder: results.json/csv, RD plots, report.html, cache/.")] = Path("eval_out"),
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Output folder: results.json/csv, RD plots, report.html, cache/ (default: "
+        "eval_out).", show_default=False)] = None,
     codecs: Annotated[str, typer.Option(help="Comma list: jpeg, webp, avif, collection, image-text, compressai[:ARCH] (any zoo image architecture, e.g. compressai:cheng2020-attn).")] = "jpeg,webp,avif,collection",
     metrics: Annotated[str, typer.Option(help="Comma list: psnr, ssim, ms-ssim, lpips (=lpips-alex), lpips-vgg, dists, fid, kid, clip, clip-text.")] = "psnr,ms-ssim,lpips,clip",
     captions: Annotated[Path | None, typer.Option(help="CSV image,caption for clip-text (matched on file names).")] = None,
     encoder: Annotated[str, typer.Option(help="Encoder for the collection codec and the clip metrics (thumbnail = offline colour layout, reported as thumbnail-sim; hf:PATH for CLIP).")] = "thumbnail",
     generator: Annotated[str | None, typer.Option(help="Generator that renders the collection codec's embeddings (e.g. stable-unclip:DIR for OpenCLIP ViT-H-14); default: the encoder space's offline renderer, else the codec is reported not measured.")] = None,
     anchor: Annotated[str, typer.Option(help="Codec that BD-rates are computed against.")] = "jpeg",
-    device: Annotated[str, typer.Option(help="cpu or cuda for the metrics.")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda: where the metrics' models run.")] = "cpu",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images (quick runs).")] = None,
     qualities: Annotated[str | None, typer.Option(help="Override quality sweeps, e.g. 'jpeg=1,10,50;webp=0,20;compressai=1,2' (compressai:ARCH=... for one architecture).")] = None,
     collection_points: Annotated[str | None, typer.Option(help="Collection rate points as ATOMSxSPARSITY, e.g. 2x1,4x1,8x2.")] = None,
@@ -69,15 +71,17 @@ def eval_command(
     inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity InceptionV3 weights for FID/KID (else $SEMZIP_INCEPTION_WEIGHTS / hub cache).")] = None,
     fid_patch: Annotated[int, typer.Option(help="FID/KID patch size in px (HiFiC: 256, plus a grid shifted by half).")] = 256,
     progress: Annotated[bool, typer.Option(help="Show progress: a bar on a terminal, else a line every 10 s ($SEMZIP_PROGRESS_INTERVAL).")] = True,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Allow OUT inside the dataset folder (or holding it).")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Allow OUTPUT inside the dataset folder (or holding it).")] = False,
+    out_: Annotated[Path | None, typer.Option("--out", hidden=True)] = None,  # the older spelling of --output
 ) -> None:
     """Run codecs over a dataset at several rates, measure them, and write results, RD plots and report.html.
 
-    Finished (codec, rate point) results are cached in OUT/cache and reused by a re-run.
+    Finished (codec, rate point) results are cached in OUTPUT/cache and reused by a re-run.
     """
     from semzip.eval.run import run_eval
     from semzip.outputs import check_apart
 
+    out = alias(output, out_, "-o/--output", "--out", default=Path("eval_out"))
     check_apart(out, (dataset, captions), force, "folder")  # never write among the images without --force
 
     opts = {"backbone": str(lpips_backbone) if lpips_backbone else None,
@@ -101,7 +105,7 @@ def eval_command(
     _out.print(f"{len(s.computed)} points computed, {len(s.reused)} reused; report: {Path(out) / 'report.html'}")
 
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = App(add_completion=False, pretty_exceptions_enable=False)
 app.command(name="eval")(eval_command)
 
 

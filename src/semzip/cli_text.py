@@ -1,7 +1,7 @@
 """``semzip text``: lossless caption coding with a language model (SmolLM2-135M by default).
 
     semzip text compress caption.txt                 -> caption.txt.smzc   (one caption per file)
-    semzip text compress a.txt b.txt --out-dir out/   (the model loads once for all files)
+    semzip text compress a.txt b.txt -o out/          (into an existing folder; the model loads once for all files)
     semzip text compress captions.txt --lines        -> one record per line, in one .smzc file
     semzip text decompress caption.txt.smzc          -> caption.txt
     semzip text train captions.txt -o mine.adapter    (adapt the model to a corpus; then --adapter mine.adapter)
@@ -22,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from semzip.clitools import App, alias
 from semzip.clitools import err as _err
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import progress as _progress
@@ -29,7 +30,7 @@ from semzip.errors import InvalidInputError, SemzipError
 
 SUFFIX = ".smzc"
 
-text_app = typer.Typer(
+text_app = App(
     name="text",
     help=(
         "Lossless caption coding with a small language model: a COCO caption costs ~12 bytes per file, header included "
@@ -107,9 +108,9 @@ def _targets(files: list[Path], out: Path | None, out_dir: Path | None, name: Ca
              force: bool) -> list[Path]:
     """Output paths, checked before any work: no overwrites without --force, no input overwritten."""
     if out is not None and out_dir is not None:
-        raise InvalidInputError("pass either -o/--out or --out-dir, not both")
+        raise InvalidInputError("pass either -o/--output or --out-dir, not both")
     if out is not None and len(files) != 1:
-        raise InvalidInputError("-o/--out takes one input file; use --out-dir for several")
+        raise InvalidInputError("-o/--output names a file for one input; for several, give it an existing folder")
     if out_dir is not None and not out_dir.is_dir():
         raise InvalidInputError(f"output folder does not exist: {out_dir}")
     targets = [out] if out is not None else [
@@ -131,18 +132,30 @@ def _targets(files: list[Path], out: Path | None, out_dir: Path | None, name: Ca
     return targets
 
 
+def _outputs(output: Path | None, out_: Path | None, out_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """(file, folder) from -o/--output (an existing folder is a folder) and the older --out, --out-dir."""
+    output = alias(output, out_, "-o/--output", "--out")
+    if output is not None and out_dir is None and output.is_dir():
+        return None, output
+    return output, out_dir
+
+
 def _decoded_name(path: Path) -> str:
     return path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) and len(path.name) > len(SUFFIX) \
         else path.name + ".txt"
 
 
 FilesArg = Annotated[list[Path], typer.Argument(help="input files", show_default=False)]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="output file (one input only)")]
-OutDirOpt = Annotated[Path | None, typer.Option("--out-dir", "-d", help="folder for the outputs")]
+OutOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="output file (one input), or an existing folder for the outputs (default: beside "
+    "each input)", show_default=False)]
+LegacyOutOpt = Annotated[Path | None, typer.Option("--out", hidden=True)]  # older spelling of --output
+OutDirOpt = Annotated[Path | None, typer.Option("--out-dir", "-d", hidden=True)]  # older: -o FOLDER
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", help="language model: registry name, a llama .gguf file or a transformers Llama folder")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="replace existing output files")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no summary line")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="no summary line")]
+LegacyQuietOpt = Annotated[bool, typer.Option("-q", hidden=True)]  # older short form of --quiet (-q: quality)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, or cuda (a GPU decodes to the same bytes)")]
@@ -155,16 +168,20 @@ AdapterOpt = Annotated[Path | None, typer.Option(
 @_friendly
 def compress(
     files: FilesArg,
-    out: OutOpt = None,
-    out_dir: OutDirOpt = None,
+    output: OutOpt = None,
     lines: Annotated[bool, typer.Option("--lines", "-l", help="one caption per line: one record per line")] = False,
     model: ModelOpt = "smollm2-135m",
     adapter: AdapterOpt = None,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
     quiet: QuietOpt = False,
+    out_: LegacyOutOpt = None,
+    out_dir: OutDirOpt = None,
+    q: LegacyQuietOpt = False,
 ) -> None:
     """Compress UTF-8 caption files (each file one caption, or one per line with --lines)."""
+    out, out_dir = _outputs(output, out_, out_dir)
+    quiet = quiet or q
     targets = _targets(files, out, out_dir, lambda f: f.name + SUFFIX, force)
     texts = [_split_final_newline(_read_text(f)) for f in files]
     adapter_path = _adapter_arg(adapter)
@@ -188,15 +205,17 @@ def compress(
 @_friendly
 def decompress(
     files: FilesArg,
-    out: OutOpt = None,
-    out_dir: OutDirOpt = None,
+    output: OutOpt = None,
     model: ModelOpt = "smollm2-135m",
     adapter: AdapterOpt = None,
     device: DeviceOpt = "cpu",
     force: ForceOpt = False,
+    out_: LegacyOutOpt = None,
+    out_dir: OutDirOpt = None,
 ) -> None:
     """Decompress caption files (single captions and --lines files alike) to the exact original text.
     Files written with --adapter need the same adapter file here."""
+    out, out_dir = _outputs(output, out_, out_dir)
     from semzip.format import atomic_write
     from semzip.format.compact import read_header
 

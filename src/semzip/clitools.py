@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.text import Text
 
-from semzip.errors import SemzipError, describe_os_error
+from semzip.errors import InvalidInputError, SemzipError, describe_os_error
 
 out = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
 err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
@@ -63,3 +64,101 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
 
     with progress_bar(total, description, console=err) as advance:
         yield advance
+
+
+# ------------------------------------------------------------------------------------------- help without types
+#
+# Recent typer versions print each option's Python annotation (``<bool>``, ``<int>``, ``<list[str]>``) in help.
+# Commands built through :class:`App` show a metavar instead: the one an option names, else a plain word (flags
+# show none, arguments show only their name).
+
+_WORDS = {"int": "N", "float": "NUMBER", "str": "TEXT", "Path": "PATH", "path": "PATH"}
+
+
+def _word(param) -> str | None:
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    bare = getattr(param, "bare_type", None)  # typer >= 0.2x; older typer (click types) prints click's own words
+    if bare is None:
+        return None
+    if getattr(param.type_descriptor, "is_path", False):
+        return "PATH"
+    name = bare()
+    name = name[5:-1] if name.startswith("list[") else name
+    return _WORDS.get(name, "VALUE")
+
+
+def _no_type(ctx) -> None:
+    return None
+
+
+def plain_help(params) -> None:
+    """Give ``params`` metavars instead of Python type names in help (in place; idempotent)."""
+    for p in params:
+        if getattr(p, "param_type_name", "") == "argument":
+            if hasattr(p, "display_type_rich"):
+                p.display_type_rich = _no_type  # the argument's name says it
+            continue
+        if p.metavar is None:
+            p.metavar = _word(p)
+
+
+class Command(typer.core.TyperCommand):
+    """A command whose help shows metavars, never Python types."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self.params)
+
+    def get_help_option(self, ctx):
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            plain_help([opt])
+        return opt
+
+
+class Group(typer.core.TyperGroup):
+    """A command group whose own options show metavars, never Python types."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self.params)
+
+    def get_help_option(self, ctx):
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            plain_help([opt])
+        return opt
+
+
+class App(typer.Typer):
+    """``typer.Typer`` whose commands and groups are :class:`Command` and :class:`Group`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("cls", Group)
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+def alias(value, legacy, new: str, old: str, default=None):
+    """The value of an option given as ``new`` or under its older, hidden spelling ``old`` (kept so that
+    scripts do not break); ``default`` when neither is given."""
+    if value is not None and legacy is not None and value != legacy:
+        raise InvalidInputError(f"{old} is the older spelling of {new}: give only one of them")
+    got = value if value is not None else legacy
+    return default if got is None else got
+
+
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
+
+
+def check_device(device: str | None) -> str | None:
+    """``--device`` checked before any work: cpu, cuda, cuda:N or mps."""
+    import re
+
+    if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise InvalidInputError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
+    return device

@@ -133,3 +133,13 @@ def test_older_spellings_still_work_and_clash_clearly(tmp_path):
     assert r.exit_code == 0 and (tmp_path / "d" / "collection.smz").is_file()
     r = runner.invoke(app, ["demo", "-o", str(tmp_path / "e"), "--dir", str(tmp_path / "f"), "-n", "12"])
     assert r.exit_code == 2 and "older spelling of -o/--output" in r.output
+
+
+def test_compress_help_groups_options_per_codec():
+    r = runner.invoke(app, ["compress", "--help"], terminal_width=200, env={"COLUMNS": "200"})
+    text = r.output
+    for panel in ("Output", "Input", "Collection codec", "Scalar-quantisation codec", "Image-text codec",
+                  "Image-text decoding settings recorded in the archive", "Collection engine"):
+        assert panel in text, panel
+    assert text.index("Image-text codec") < text.index("--scale") < text.index("Image-text decoding settings")
+    assert text.index("Collection engine") < text.index("--shard-size")

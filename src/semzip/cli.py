@@ -80,75 +80,85 @@ def _parse_size(size: str | None) -> tuple[int, int] | None:
     return w, h
 
 
+# compress --help groups its options per codec and engine
+_INPUT = 'Input'
+_COLLECTION = 'Collection codec (--codec collection, the default)'
+_SQ = 'Scalar-quantisation codec (--codec sq)'
+_IMAGE_TEXT = 'Image-text codec (--codec image-text)'
+_DECODING = 'Image-text decoding settings recorded in the archive (decompress uses them unless told otherwise)'
+_ENGINE = 'Collection engine (bounded memory, resumable, distributed)'
+_OUTPUT = 'Output'
+
+
 @app.command()
 @_friendly
 def compress(
     input: Annotated[
         Path | None, typer.Argument(help="A folder of images, or an (items x dims) .npy of embeddings.")
     ] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write (.smz).")] = Path("out.smz"),
+    output: Annotated[Path, typer.Option("-o", "--output", rich_help_panel=_OUTPUT, help="Archive to write (.smz).")] = Path("out.smz"),
     embeddings: Annotated[
-        Path | None, typer.Option(help="Precomputed embeddings (.npy, or .parquet with an embedding column) instead of an image folder.")
+        Path | None, typer.Option(rich_help_panel=_INPUT, help="Precomputed embeddings (.npy, or .parquet with an embedding column) instead of an image folder.")
     ] = None,
-    names: Annotated[Path | None, typer.Option(help="With --embeddings: a text file of item names, one per line.")] = None,
+    names: Annotated[Path | None, typer.Option(rich_help_panel=_INPUT, help="With --embeddings: a text file of item names, one per line.")] = None,
     space: Annotated[
-        str, typer.Option(help="With --embeddings: the space they live in, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k.")
+        str, typer.Option(rich_help_panel=_INPUT, help="With --embeddings: the space they live in, e.g. open_clip:ViT-H-14/laion2b_s32b_b79k.")
     ] = "unknown",
     codec: Annotated[
         str, typer.Option(help="collection (dictionary + sparse codes), image-text (LIC + caption), or sq.")
     ] = "collection",
     encoder: Annotated[
-        str, typer.Option(help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
+        str, typer.Option(rich_help_panel=_COLLECTION, help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
     ] = "thumbnail",
-    sparsity: Annotated[int, typer.Option(help="collection: at most this many atoms per item.")] = 4,
-    min_cosine: Annotated[float | None, typer.Option(help="collection: stop adding atoms at this cosine.")] = None,
+    sparsity: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: at most this many atoms per item.")] = 4,
+    min_cosine: Annotated[float | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: stop adding atoms at this cosine.")] = None,
     bits_per_item: Annotated[
-        float | None, typer.Option(help="collection: rate budget, whole file / items (lowers sparsity to fit).")
+        float | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: rate budget, whole file / items (lowers sparsity to fit).")
     ] = None,
-    n_atoms: Annotated[int | None, typer.Option(help="collection: dictionary size (default ~items/8, 16..1024).")] = None,
-    atom_bits: Annotated[int, typer.Option(help="collection: quantisation bits of dictionary values.")] = 6,
-    bits: Annotated[int, typer.Option(help="sq: bits per dimension before entropy coding.")] = 8,
+    n_atoms: Annotated[int | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: dictionary size (default ~items/8, 16..1024).")] = None,
+    atom_bits: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: quantisation bits of dictionary values.")] = 6,
+    bits: Annotated[int, typer.Option(rich_help_panel=_SQ, help="sq: bits per dimension before entropy coding.")] = 8,
     captions: Annotated[
-        str | None, typer.Option(help="image-text: captions CSV (image,caption) or folder of <stem>.txt.")
+        str | None, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: captions CSV (image,caption) or folder of <stem>.txt.")
     ] = None,
-    captioner: Annotated[str | None, typer.Option(help="image-text: captioning model, hf:PATH or chat:PATH.")] = None,
-    max_words: Annotated[int | None, typer.Option(help="image-text: caption length limit (a rate knob).")] = None,
-    lic: Annotated[str, typer.Option(help="image-text: tiny (offline default) or compressai:ARCH:QUALITY.")] = "tiny",
-    language: Annotated[str, typer.Option(help="image-text: caption language model.")] = "smollm2-135m",
-    caption_adapter: Annotated[Path | None, typer.Option(
+    captioner: Annotated[str | None, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: captioning model, hf:PATH or chat:PATH.")] = None,
+    max_words: Annotated[int | None, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: caption length limit (a rate knob).")] = None,
+    lic: Annotated[str, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: tiny (offline default) or compressai:ARCH:QUALITY.")] = "tiny",
+    language: Annotated[str, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: caption language model.")] = "smollm2-135m",
+    caption_adapter: Annotated[Path | None, typer.Option(rich_help_panel=_IMAGE_TEXT, 
         help="image-text: an adapter for the caption model (semzip text train); decoding needs the same file.",
         show_default=False)] = None,
-    scale: Annotated[float, typer.Option(help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
+    scale: Annotated[float, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
     refiner: Annotated[
-        str, typer.Option(help="image-text: decoder to record in the header, e.g. sd-img2img:PATH.")
+        str, typer.Option(rich_help_panel=_DECODING, help="image-text: decoder to record in the header, e.g. sd-img2img:PATH.")
     ] = "identity",
-    seed: Annotated[int, typer.Option(help="image-text: decoding seed recorded in the header.")] = 0,
-    steps: Annotated[int | None, typer.Option(help="image-text: diffusion steps recorded in the header.")] = None,
-    strength: Annotated[float | None, typer.Option(help="image-text: img2img strength recorded in the header.")] = None,
-    pixels: Annotated[str | None, typer.Option(
+    seed: Annotated[int, typer.Option(rich_help_panel=_DECODING, help="image-text: decoding seed recorded in the header.")] = 0,
+    steps: Annotated[int | None, typer.Option(rich_help_panel=_DECODING, help="image-text: diffusion steps recorded in the header.")] = None,
+    strength: Annotated[float | None, typer.Option(rich_help_panel=_DECODING, help="image-text: img2img strength recorded in the header.")] = None,
+    pixels: Annotated[str | None, typer.Option(rich_help_panel=_INPUT, 
         help="collection, with --embeddings: size of the images they came from (WxH, e.g. 1024x768, or a pixel "
         "count), for bits per pixel; default 768x512 (Kodak). Image folders are measured.",
         show_default=False)] = None,
-    block_size: Annotated[int | None, typer.Option(help="Items per block: the unit of random access.")] = None,
-    strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
-    recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
-    cache: Annotated[bool, typer.Option(help="Reuse cached embeddings of unchanged images.")] = True,
-    epochs: Annotated[int, typer.Option(help="collection: at most this many passes of dictionary learning.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="collection: items per dictionary-learning mini-batch.")] = 1024,
+    block_size: Annotated[int | None, typer.Option(rich_help_panel=_OUTPUT, help="Items per block: the unit of random access.")] = None,
+    strict: Annotated[bool, typer.Option(rich_help_panel=_INPUT, help="Stop at the first unreadable file instead of skipping it.")] = False,
+    recursive: Annotated[bool, typer.Option(rich_help_panel=_INPUT, help="Include images in sub-folders.")] = False,
+    cache: Annotated[bool, typer.Option(rich_help_panel=_INPUT, help="Reuse cached embeddings of unchanged images.")] = True,
+    epochs: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: at most this many passes of dictionary learning.")] = 10,
+    batch_size: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: items per dictionary-learning mini-batch.")] = 1024,
     engine: Annotated[
-        str, typer.Option(help="collection: memory (all in RAM), stream (bounded memory, resumable) or ray.")
+        str, typer.Option(rich_help_panel=_ENGINE, help="collection: memory (all in RAM), stream (bounded memory, resumable) or ray.")
     ] = "memory",
     store: Annotated[
-        Path | None, typer.Option(help="stream/ray: embedding store folder to fill or reuse (kept; default: temporary).")
+        Path | None, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: embedding store folder to fill or reuse (kept; default: temporary).")
     ] = None,
-    shard_size: Annotated[int, typer.Option(help="stream/ray: items per store shard (the unit of resume).")] = 4096,
-    workers: Annotated[int, typer.Option(help="ray: local workers (ignored with --ray-address).")] = 2,
-    ray_address: Annotated[str | None, typer.Option(help="ray: cluster address (ray://host:10001 or auto).")] = None,
+    shard_size: Annotated[int, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: items per store shard (the unit of resume).")] = 4096,
+    workers: Annotated[int, typer.Option(rich_help_panel=_ENGINE, help="ray: local workers (ignored with --ray-address).")] = 2,
+    ray_address: Annotated[str | None, typer.Option(rich_help_panel=_ENGINE, help="ray: cluster address (ray://host:10001 or auto).")] = None,
     batches_per_step: Annotated[
-        int | None, typer.Option(help="stream/ray: mini-batches per dictionary step (default 1; ray: workers).")
+        int | None, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: mini-batches per dictionary step (default 1; ray: workers).")
     ] = None,
-    keep_work: Annotated[bool, typer.Option(help="stream/ray: keep OUTPUT.work (checkpoints, codes) after success.")] = False,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
+    keep_work: Annotated[bool, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: keep OUTPUT.work (checkpoints, codes) after success.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", rich_help_panel=_OUTPUT, help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Compress a collection (a folder of images or precomputed embeddings) into one archive.
 
@@ -351,36 +361,41 @@ def add(
     out.print(f"added {n} items; {archive} is now {size} bytes")
 
 
+_DEC_COLLECTION = "Collection archives"
+_DEC_IMAGE_TEXT = "Image-text archives"
+_DEC_SETTINGS = "Decoding settings (image-text: the archive's recorded ones unless given)"
+
+
 @app.command()
 @_friendly
 def decompress(
     archive: Annotated[Path, typer.Argument(help="Archive to decode.")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Folder for decoded images, or a .npy file for embeddings.")
+        Path, typer.Option("-o", "--output", rich_help_panel=_OUTPUT, help="Folder for decoded images, or a .npy file for embeddings.")
     ],
     embeddings_only: Annotated[bool, typer.Option(hidden=True)] = False,  # the same as an -o ending in .npy
-    item: Annotated[list[str] | None, typer.Option(help="Decode only this item (by name); repeatable.")] = None,
+    item: Annotated[list[str] | None, typer.Option(rich_help_panel=_OUTPUT, help="Decode only this item (by name); repeatable.")] = None,
     generator: Annotated[
-        str | None, typer.Option(help="Image generator (default: the offline one for the archive's space).")
+        str | None, typer.Option(rich_help_panel=_DEC_COLLECTION, help="Image generator (default: the offline one for the archive's space).")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Generation seed, item i uses seed + i (image-text: default from the header).")
+        int | None, typer.Option(rich_help_panel=_DEC_SETTINGS, help="Generation seed, item i uses seed + i (image-text: default from the header).")
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Diffusion steps (generator default if unset).")] = None,
-    guidance: Annotated[float | None, typer.Option(help="Guidance scale (generator default if unset).")] = None,
-    size: Annotated[str | None, typer.Option(help="Output image size, e.g. 768x512.")] = None,
+    steps: Annotated[int | None, typer.Option(rich_help_panel=_DEC_SETTINGS, help="Diffusion steps (generator default if unset).")] = None,
+    guidance: Annotated[float | None, typer.Option(rich_help_panel=_DEC_SETTINGS, help="Guidance scale (generator default if unset).")] = None,
+    size: Annotated[str | None, typer.Option(rich_help_panel=_DEC_COLLECTION, help="Output image size, e.g. 768x512.")] = None,
     refiner: Annotated[
-        str | None, typer.Option(help="image-text: diffusion decoder, e.g. sd-img2img:PATH (default: identity).")
+        str | None, typer.Option(rich_help_panel=_DEC_IMAGE_TEXT, help="image-text: diffusion decoder, e.g. sd-img2img:PATH (default: identity).")
     ] = None,
-    strength: Annotated[float | None, typer.Option(help="image-text: img2img strength.")] = None,
-    caption_adapter: Annotated[Path | None, typer.Option(
+    strength: Annotated[float | None, typer.Option(rich_help_panel=_DEC_IMAGE_TEXT, help="image-text: img2img strength.")] = None,
+    caption_adapter: Annotated[Path | None, typer.Option(rich_help_panel=_DEC_IMAGE_TEXT, 
         help="image-text: the caption-model adapter the archive was made with (its header names it).",
         show_default=False)] = None,
-    device: Annotated[str | None, typer.Option(
+    device: Annotated[str | None, typer.Option(rich_help_panel=_DEC_SETTINGS, 
         help=f"Where the generator or diffusion refiner runs: {DEVICE_HELP}. The offline ones (thumbnail, "
         "identity) run on the CPU.", show_default=False)] = None,
     force: Annotated[
-        bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists; write into a folder that is not empty.")
+        bool, typer.Option("--force", "-f", rich_help_panel=_OUTPUT, help="Replace OUTPUT if it exists; write into a folder that is not empty.")
     ] = False,
 ) -> None:
     """Decode an archive to images (PNGs + contact sheet) or, with a .npy output, to embeddings.

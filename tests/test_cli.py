@@ -108,7 +108,8 @@ def test_demo_runs(tmp_path):
     assert r.exit_code == 0, r.output
     assert "identical to the full decode: True" in r.output
     assert (tmp_path / "d" / "collection.smz").exists()
-    assert len(list((tmp_path / "d" / "decoded").glob("*.png"))) == 41  # 40 images + contact sheet
+    assert len(list((tmp_path / "d" / "decoded").glob("*.png"))) == 42  # 40 images + 2 sheets
+    assert (tmp_path / "d" / "decoded" / "originals_vs_decoded.png").is_file()
 
 
 def test_importing_every_module_imports_no_heavy_library():

@@ -83,3 +83,58 @@ def test_parquet_embeddings_with_names(tmp_path):
     pq.write_table(pa.table({"vec": x.tolist()}), tmp_path / "bad.parquet")
     r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "bad.parquet"), "-o", str(tmp_path / "y.smz")])
     assert r.exit_code == 2 and "no 'embedding' column" in r.output
+
+
+def _sheet_cells(sheet: np.ndarray) -> int:
+    """Width of one cell of a 6-column sheet (cells: box + 4 px padding, plus 4 px at the left)."""
+    return (sheet.shape[1] - 4) // 6
+
+
+def test_decompress_with_originals_writes_a_side_by_side_sheet_in_order(tmp_path, folders):
+    """--originals: originals_vs_decoded.png pairs each original with its decode, in the archive's order, and the
+    decoded contact sheet shows the 256x256 renders at the originals' 3:2 aspect ratio (issue 14)."""
+    from semzip.api import decompress as decode_embeddings
+    from semzip.data.images import comparison_sheet, contact_sheet, load_image
+    from semzip.format import Container
+
+    first, _ = folders
+    arc, out = tmp_path / "x.smz", tmp_path / "dec"
+    assert runner.invoke(app, ["compress", str(first), "-o", str(arc), "--n-atoms", "8"]).exit_code == 0
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(out), "--originals", str(first)])
+    assert r.exit_code == 0, r.output
+    assert "originals_vs_decoded.png" in r.output
+    with Container.open(arc) as c:
+        names = list(c.names)
+    decoded = [load_image(out / n) for n in names]
+    assert decoded[0].shape == (256, 256, 3) and len(decode_embeddings(arc)) == len(names)
+    expected = comparison_sheet([load_image(first / n) for n in names], decoded, names)
+    assert np.array_equal(load_image(out / "originals_vs_decoded.png"), expected)
+    sheet = load_image(out / "contact_sheet.png")
+    assert np.array_equal(sheet, contact_sheet(decoded, names, aspects=[1.5] * len(names)))
+    rows = (len(names) + 5) // 6
+    assert sheet.shape[0] == rows * (85 + 14 + 4) + 4  # 128x85 cells: 3:2, not square
+    # without originals the square renders keep their own (square) shape
+    plain = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "plain")])
+    assert plain.exit_code == 0 and not (tmp_path / "plain" / "originals_vs_decoded.png").exists()
+    # a folder holding none of the items is refused before any decoding
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "none"), "--originals", str(tmp_path)])
+    assert r.exit_code == 2 and "--originals" in r.output and not (tmp_path / "none").exists()
+
+
+def test_demo_sheets_are_in_the_same_order(tmp_path):
+    from semzip.data.images import contact_sheet, load_image
+    from semzip.format import Container
+
+    r = runner.invoke(app, ["demo", "-o", str(tmp_path / "d"), "-n", "12"])
+    assert r.exit_code == 0, r.output
+    d = tmp_path / "d"
+    with Container.open(d / "collection.smz") as c:
+        names = list(c.names)
+    assert names != sorted(names, key=lambda n: int(n.split("_")[1][:4]))  # file order is not generation order
+    originals = load_image(d / "originals.png")
+    assert np.array_equal(originals, contact_sheet([load_image(d / "images" / n) for n in names], names))
+    decoded = [load_image(d / "decoded" / n) for n in names]
+    assert np.array_equal(load_image(d / "decoded" / "contact_sheet.png"),
+                          contact_sheet(decoded, names, aspects=[1.5] * len(names)))
+    assert originals.shape == load_image(d / "decoded" / "contact_sheet.png").shape
+    assert (d / "decoded" / "originals_vs_decoded.png").is_file()

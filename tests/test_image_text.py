@@ -240,3 +240,14 @@ def test_bad_recorded_settings_are_refused_before_captioning(folder, tmp_path, m
                                 "--codec", "image-text", *args])
         assert r.exit_code == 2 and says in r.output, (args, r.output)
     assert not (tmp_path / "x.smz").exists()
+
+
+def test_offline_decode_says_the_caption_was_not_used(archive, folder, tmp_path):
+    """Offline (identity refiner) the output is the LIC image: one line says so and names --refiner (issue 14);
+    --originals adds the side-by-side sheet."""
+    r = runner.invoke(app, ["decompress", str(archive), "-o", str(tmp_path / "o"), "--originals",
+                            str(folder / "imgs")])
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if "not used" in ln)
+    assert "captions" in line and "identity" in line and "--refiner sd-img2img:PATH" in line
+    assert (tmp_path / "o" / "originals_vs_decoded.png").is_file()

@@ -8,6 +8,7 @@ from helpers import gradient_image
 from PIL import Image
 
 from semzip.data.images import (
+    comparison_sheet,
     contact_sheet,
     iter_images,
     list_images,
@@ -189,5 +190,36 @@ def test_contact_sheet(tmp_path):
     assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[2] == 3
     assert sheet.shape[1] == 2 * 36 + 4
     assert sheet.shape[0] > 2 * 32
-    plain = contact_sheet(imgs, columns=3, thumb=32)
-    assert plain.shape == (40, 3 * 36 + 4, 3)
+    plain = contact_sheet(imgs, columns=3, thumb=32)  # cells take the median aspect ratio (3:2): 32x21
+    assert plain.shape == (21 + 8, 3 * 36 + 4, 3)
+
+
+def _content_box(cell: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the non-white part of a sheet cell."""
+    ys, xs = np.nonzero((cell < 250).any(axis=2))
+    return xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+
+
+def test_contact_sheet_keeps_aspect_ratios():
+    """Landscape photos get landscape cells; an image of another shape is letterboxed, never stretched; a decoded
+    square image is shown at its original's aspect ratio when told (issue 14)."""
+    def dark(h, w):
+        return np.full((h, w, 3), 20, np.uint8)
+
+    sheet = contact_sheet([dark(128, 192)] * 3, columns=3, thumb=96)
+    assert sheet.shape[:2] == (64 + 8, 3 * 100 + 4)  # 96x64 cells, not 96x96
+    assert _content_box(sheet[4:68, 4:100]) == (96, 64)
+    mixed = contact_sheet([dark(128, 192), dark(192, 128), dark(128, 192)], columns=3, thumb=96)
+    assert _content_box(mixed[4:68, 104:200]) == (43, 64)  # a portrait photo keeps 2:3 inside a 3:2 cell
+    square = contact_sheet([dark(256, 256)] * 2, columns=2, thumb=96, aspects=[1.5, 1.5])
+    assert square.shape[:2] == (64 + 8, 2 * 100 + 4) and _content_box(square[4:68, 4:100]) == (96, 64)
+
+
+def test_comparison_sheet_pairs_in_order():
+    originals = [np.full((64, 96, 3), v, np.uint8) for v in (10, 60, 110)]
+    decoded = [np.full((50, 50, 3), v + 5, np.uint8) for v in (10, 60, 110)]
+    sheet = comparison_sheet(originals, decoded, ["a", "b", "c"], pairs_per_row=3, thumb=48)
+    cell = 48 + 4
+    tops = [int(sheet[4 + 16, 4 + i * cell + 24, 0]) for i in range(6)]
+    assert tops == [10, 15, 60, 65, 110, 115]  # original, decoded, original, decoded... in the given order
+    assert _content_box(sheet[4:36, 4 + cell : 4 + cell + 48]) == (48, 32)  # decoded shown at 3:2 too

@@ -51,6 +51,18 @@ def test_blend_cli_with_image_concept_and_text_refused(tmp_path, monkeypatch):
     assert np.load(tmp_path / "b.npy")[0] @ c > before @ c
     r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", "a red car", "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 2 and "text tower" in r.output
+    # text queries are refused offline in one line that names the weights and the flags that give them (issue 14)
+    (tmp_path / "words.txt").write_text("sea\nsnow\n")
+    for args in (["search", str(arc), "a red car"], ["atoms", str(arc), "--vocab", str(tmp_path / "words.txt")],
+                 ["blend", str(arc), "--item", "beach_0000.png", "--add", night, "--remove", "sun", "-o",
+                  str(tmp_path / "d.png")]):
+        r = runner.invoke(app, args, terminal_width=400)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+        for words in ("CLIP weights", "'thumbnail' encoder", "--encoder open_clip:MODEL/TAG", "--encoder hf:PATH",
+                      "--models DIR"):
+            assert words in r.output, (args[0], words)
+        assert ("an image file works as a query" in r.output) == (args[0] != "atoms")
+    assert not (tmp_path / "d.png").exists()
     r = runner.invoke(app, ["blend", str(arc), "--item", "beach_0000.png", "--add", night, "-o", str(tmp_path / "c.png")])
     assert r.exit_code == 0 and (tmp_path / "c.png").stat().st_size > 0
 

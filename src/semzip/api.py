@@ -260,18 +260,25 @@ def decompress_images(
     batch_size: int = 8,
     force: bool = False,
     device: str | None = None,
+    originals: PathLike | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Decode embeddings and render them to PNGs (one per item) plus contact_sheet.png in ``out_dir``.
+
+    ``originals``: the folder the archive was made from; then the contact sheet shows each decode at its
+    original's aspect ratio (the generators render every item at one size) and originals_vs_decoded.png puts
+    originals and decodes side by side, in the same order (``note`` hears of items without an original).
 
     File names follow :func:`semzip.format.names.output_files` (collision-free). ``out_dir`` must not exist
     or be empty unless ``force``; a new one appears only complete (see :func:`semzip.outputs.output_folder`).
     """
-    from semzip.data.images import contact_sheet, save_png
+    from semzip.data.images import save_png
 
     with open_archive(archive) as c:  # seeds follow the item's number, so one item decodes as in the full run
         gidx = list(range(c.header.n_items)) if items is None else [_item_number(c, i) for i in items]
         files = _output_files(c, gidx)
         names = [c.names[i] for i in gidx]
+    found = _load_originals(originals, names, note)
     gen = archive_generator(archive, generator, device)  # a missing generator or a bad setting is refused before
     params = gen.params(seed=seed, steps=steps, guidance=guidance, size=size)  # any decoding
     x = decompress(archive, items=gidx if items is not None else None)
@@ -283,12 +290,12 @@ def decompress_images(
                                 size=size)
             for file, img in zip(files[start : start + step], imgs):
                 written.append(Path(out_dir) / save_png(img, out / file).name)
-                if len(thumbs) < 200:
+                if len(thumbs) < SHEET_ITEMS:
                     thumbs.append(img)
             if progress is not None:
                 progress(len(imgs))
         atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
-        save_png(contact_sheet(thumbs, names[: len(thumbs)]), out / "contact_sheet.png")
+        _write_sheets(out, thumbs, names, found)
     return written
 
 
@@ -300,6 +307,60 @@ def _output_files(c: Container, numbers: Sequence[int]) -> list[str]:
         return output_files([names[i] for i in numbers])  # default names are distinct and safe as they are
     every = output_files(names)
     return [every[i] for i in numbers]
+
+
+SHEET_ITEMS = 200
+"""Items shown on a decoded folder's contact sheet and originals-vs-decoded sheet (the first ones, in order)."""
+COMPARISON_SHEET = "originals_vs_decoded.png"
+
+
+def _load_originals(folder: PathLike | None, names: Sequence[str],
+                    note: Callable[[str], None] | None) -> list[np.ndarray | None] | None:
+    """Small copies of the original images of the first :data:`SHEET_ITEMS` items, read from ``folder`` (the
+    source folder: item names are paths relative to it), None where an item has no readable file there.
+    Read before any decoding: a folder holding none of them is refused."""
+    if folder is None:
+        return None
+    from semzip.data.images import load_image, sheet_thumbnail
+    from semzip.errors import BadImageError, ResourceLimitError
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InvalidInputError(f"--originals {root}: no such folder")
+    found: list[np.ndarray | None] = []
+    for name in names[:SHEET_ITEMS]:
+        p = root / name
+        try:
+            inside = p.resolve().is_relative_to(root.resolve())
+            found.append(sheet_thumbnail(load_image(p)) if inside and p.is_file() else None)
+        except (BadImageError, ResourceLimitError, OSError, ValueError):
+            found.append(None)
+    n = sum(f is not None for f in found)
+    if n == 0:
+        raise InvalidInputError(f"--originals {root}: none of the items' names is an image file there (e.g. "
+                                f"{names[0]!r}); give the folder the archive was made from")
+    if n < len(found) and note is not None:
+        missing = next(nm for nm, f in zip(names, found) if f is None)
+        note(f"{len(found) - n} of the first {len(found)} items have no readable original in {root} (e.g. "
+             f"{missing!r}); {COMPARISON_SHEET} shows the other {n}")
+    return found
+
+
+def _write_sheets(out: Path, decoded: Sequence[np.ndarray], names: Sequence[str],
+                  originals: Sequence[np.ndarray | None] | None) -> None:
+    """contact_sheet.png of the decoded images (at their originals' aspect ratios when those are at hand) and,
+    with originals, originals_vs_decoded.png: each original beside its decode, in the same order."""
+    from semzip.data.images import comparison_sheet, contact_sheet, save_png
+
+    decoded, names = list(decoded[:SHEET_ITEMS]), list(names[: min(len(decoded), SHEET_ITEMS)])
+    aspects = None
+    if originals is not None:
+        aspects = [(o.shape[1] / o.shape[0]) if o is not None else d.shape[1] / d.shape[0]
+                   for o, d in zip(originals, decoded)]
+    save_png(contact_sheet(decoded, names, aspects=aspects), out / "contact_sheet.png")
+    if originals is not None:
+        pairs = [(o, d, n) for o, d, n in zip(originals, decoded, names) if o is not None]
+        save_png(comparison_sheet(*zip(*pairs)), out / COMPARISON_SHEET)
 
 
 # ----------------------------------------------------------------------------------------------- semantics
@@ -318,16 +379,32 @@ def _archive_encoder(archive: PathLike):
     return enc
 
 
+def need_text_tower(encoder, image_queries: bool = True) -> None:
+    """Refuse text queries, in one line saying which weights they need and how to give them, when the archive's
+    encoder has no text tower (the offline thumbnail encoder)."""
+    if getattr(encoder, "has_text_tower", False):
+        return
+    tail = "; an image file works as a query without them" if image_queries else ""
+    raise InvalidInputError(
+        f"text queries need CLIP weights (an image encoder with a text tower); this archive was made with the "
+        f"{encoder.name!r} encoder, which has none: compress the images again with --encoder "
+        f"open_clip:MODEL/TAG or --encoder hf:PATH, the weights in a folder given by --models DIR or "
+        f"$SEMZIP_MODEL_PATH{tail}")
+
+
 def embed_concepts(archive: PathLike, concepts: Sequence[str]) -> np.ndarray:
-    """Embed concepts in the archive's space: an existing image file path is an image, anything else text."""
+    """Embed concepts in the archive's space: an existing image file path is an image, anything else text
+    (refused before any work when the archive's encoder has no text tower: :func:`need_text_tower`)."""
     from semzip.data.images import IMAGE_EXTENSIONS, load_image
 
     enc = _archive_encoder(archive)
+    is_image = [Path(c).suffix.lower() in IMAGE_EXTENSIONS and Path(c).is_file() for c in concepts]
+    if not all(is_image):
+        need_text_tower(enc)
     rows = []
-    for c in concepts:
-        p = Path(c)
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
-            rows.append(enc.encode_images([load_image(p)])[0])
+    for c, image in zip(concepts, is_image):
+        if image:
+            rows.append(enc.encode_images([load_image(Path(c))])[0])
         else:
             rows.append(enc.encode_text([c])[0])
     return np.stack(rows)
@@ -356,7 +433,9 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
             raise InvalidInputError(f"{archive} is a {c.header.codec!r} archive: only collection archives have atoms")
         atoms, _ = get_codec("collection").from_header(c.header).load_state(c)
     words = [w.strip() for w in vocabulary if w.strip()]
-    emb = _archive_encoder(archive).encode_text(words)
+    enc = _archive_encoder(archive)
+    need_text_tower(enc, image_queries=False)
+    emb = enc.encode_text(words)
     return nearest_concepts(atoms, emb, words, top_k)
 
 
@@ -488,15 +567,18 @@ def decompress_image_text(
     force: bool = False,
     caption_adapter: PathLike | None = None,
     device: str | None = None,
+    originals: PathLike | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Decode LIC images and captions, refine them (identity offline), write PNGs, captions.txt, a sheet.
-    An archive whose captions were coded with an adapter needs the same ``caption_adapter`` file.
+    An archive whose captions were coded with an adapter needs the same ``caption_adapter`` file;
+    ``originals`` adds originals_vs_decoded.png (see :func:`decompress_images`).
 
     ``progress(1)`` after each caption, each image and each refined image (three steps per item). Refiner
     settings left as None are taken from the archive header (what the encoder recorded). File names
     and the output folder follow the rules of :func:`decompress_images`.
     """
-    from semzip.data.images import contact_sheet, save_png
+    from semzip.data.images import save_png
     from semzip.models.registry import load_refiner
 
     with open_archive(archive) as c:
@@ -518,6 +600,7 @@ def decompress_image_text(
         check_refiner_settings(refiner, steps, strength, guidance)  # refused before any model loads or decodes
         ref = load_refiner(refiner, **device_kw("refiner", refiner, device))
         ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
+        found = _load_originals(originals, names, note)
         codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
                                   caption_codec(h), adapter=caption_adapter)
@@ -527,7 +610,8 @@ def decompress_image_text(
         for number, file, d in zip(every, files, decoded):  # seeds follow the item number, as for collections
             img = ref.refine([d.image], [d.caption], seed=seed + number, steps=steps, strength=strength,
                              guidance=guidance)[0]
-            finals.append(img)
+            if len(finals) < SHEET_ITEMS:
+                finals.append(img)
             written.append(Path(out_dir) / save_png(img, out / file).name)
             if progress is not None:
                 progress(1)
@@ -535,7 +619,7 @@ def decompress_image_text(
                                                     for n, d in zip(names, decoded)).encode())
         params = ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
         atomic_write(out / "generation.json", json.dumps({"archive": str(archive), **params}, indent=2).encode())
-        save_png(contact_sheet(finals[:200], names[:200]), out / "contact_sheet.png")
+        _write_sheets(out, finals, names, found)
     return written
 
 

@@ -62,6 +62,11 @@ def _root(
     allow_downloads(True if allow_download else None)
 
 
+def _note(message: str) -> None:
+    """One line on stderr (a terminal or a log) about what an output is or is not."""
+    err.print(styled(("note:", "yellow"), " ", message))
+
+
 def _skip_reporter(skipped: list):
     def report(name: str, reason: str) -> None:
         skipped.append(name)
@@ -394,6 +399,10 @@ def decompress(
     device: Annotated[str | None, typer.Option(rich_help_panel=_DEC_SETTINGS, 
         help=f"Where the generator or diffusion refiner runs: {DEVICE_HELP}. The offline ones (thumbnail, "
         "identity) run on the CPU.", show_default=False)] = None,
+    originals: Annotated[Path | None, typer.Option(rich_help_panel=_OUTPUT, 
+        help="The folder the archive was made from: also write originals_vs_decoded.png (each original beside "
+        "its decode, in the same order) and show decodes at their originals' aspect ratios.",
+        show_default=False)] = None,
     force: Annotated[
         bool, typer.Option("--force", "-f", rich_help_panel=_OUTPUT, help="Replace OUTPUT if it exists; write into a folder that is not empty.")
     ] = False,
@@ -403,8 +412,8 @@ def decompress(
     Images go to a new or empty folder (with --force, into any folder: files of the same names are replaced);
     each item's file name comes from its name, made distinct and safe (see docs/format.md, "Item names").
     """
+    from semzip.api import COMPARISON_SHEET, decompress_image_text, decompress_images, describe
     from semzip.api import decompress as _decompress
-    from semzip.api import decompress_image_text, decompress_images, describe
 
     check_device(device)
     d = describe(archive)
@@ -415,6 +424,8 @@ def decompress(
     if npy:
         if device is not None:
             raise InvalidInputError("--device does not apply to decoding embeddings (no model runs)")
+        if originals is not None:
+            raise InvalidInputError("--originals is for decoding to images (-o DIR), not to embeddings")
         check_output_file(output, force, (archive,))
         x = _decompress(archive, items=item)
         _save_npy(output, x)
@@ -430,19 +441,26 @@ def decompress(
     wh = _parse_size(size)
     before = {p.name for p in output.iterdir()} if output.is_dir() else set()
     n = len(item) if item else d["n_items"]
+    note = _note
+    sheets = "contact_sheet.png" + (f" and {COMPARISON_SHEET}" if originals is not None else "")
     if image_text:
         with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:
             files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
                                           strength=strength, guidance=guidance, progress=adv, force=force,
-                                          caption_adapter=caption_adapter, device=device)
-        out.print(f"wrote {len(files)} images, captions.txt and contact_sheet.png to {output}")
+                                          caption_adapter=caption_adapter, device=device, originals=originals,
+                                          note=note)
+        out.print(f"wrote {len(files)} images, captions.txt and {sheets} to {output}")
+        used = refiner or (d["params"].get("refiner") or {}).get("spec") or "identity"
+        if used.strip().partition(":")[0] == "identity":  # offline: the caption shapes nothing; say so
+            note("the images are the learned image codec's decodes; the captions (in captions.txt) were not "
+                 "used: no diffusion refiner (identity). Give one with --refiner sd-img2img:PATH (weights)")
     else:
         with _progress(n, "generating images") as adv:
             files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0,
                                       steps=steps, guidance=guidance, size=wh, progress=adv, force=force,
-                                      device=device)
-        out.print(f"wrote {len(files)} images and contact_sheet.png to {output}")
-    made = {"contact_sheet.png", "generation.json", *(["captions.txt"] if image_text else [])}
+                                      device=device, originals=originals, note=note)
+        out.print(f"wrote {len(files)} images and {sheets} to {output}")
+    made = {"contact_sheet.png", "generation.json", COMPARISON_SHEET, *(["captions.txt"] if image_text else [])}
     kept = sorted(before - {f.name for f in files} - made)
     if kept:  # --force into a folder that held other files: say so rather than mix them silently
         err.print(styled(("note:", "yellow"), f" {len(kept)} older file(s) in {output} were kept and are not "
@@ -455,8 +473,9 @@ def blend(
     archive: Annotated[Path, typer.Argument(help="Collection archive.")],
     item: Annotated[str, typer.Option(help="Name of the item to edit.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png), or .npy for the embedding.")],
-    add: Annotated[list[str] | None, typer.Option(help="Concept to add: a text prompt or an image file. Repeatable.")] = None,
-    remove: Annotated[list[str] | None, typer.Option(help="Concept to remove. Repeatable.")] = None,
+    add: Annotated[list[str] | None, typer.Option(
+        help="Concept to add: an image file, or a text prompt (needs CLIP weights, see below). Repeatable.")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="Concept to remove (the same kinds). Repeatable.")] = None,
     weight: Annotated[float, typer.Option(help="Strength of each concept.")] = 0.5,
     generator: Annotated[str | None, typer.Option(help="Image generator (default: the archive space's offline one).")] = None,
     seed: Annotated[int, typer.Option(help="Generation seed.")] = 0,
@@ -465,7 +484,11 @@ def blend(
         show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
-    """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it."""
+    """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it.
+
+    Image concepts work offline. Text concepts need CLIP weights: an archive made with --encoder
+    open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
+    thumbnail encoder has no text tower and refuses them."""
     from semzip.api import archive_generator, blend_item
     from semzip.data.images import save_png
 
@@ -487,7 +510,10 @@ def atoms(
     top: Annotated[int, typer.Option(help="Concepts to list per atom.")] = 5,
     limit: Annotated[int, typer.Option(help="Atoms to list (most used first is not tracked: in index order).")] = 20,
 ) -> None:
-    """List the text concepts nearest to each dictionary atom (needs an encoder with a text tower)."""
+    """List the text concepts nearest to each dictionary atom.
+
+    Needs CLIP weights: an archive made with --encoder open_clip:MODEL/TAG or hf:PATH (weights found through
+    --models DIR or $SEMZIP_MODEL_PATH); the offline thumbnail encoder has no text tower and is refused."""
     from semzip.api import atom_concepts
 
     if not vocab.is_file():
@@ -503,10 +529,15 @@ def atoms(
 @_friendly
 def search(
     archive: Annotated[Path, typer.Argument(help="Collection archive.")],
-    query: Annotated[str, typer.Argument(help="A text prompt, or an image file (embedded with the archive's encoder).")],
+    query: Annotated[str, typer.Argument(
+        help="An image file, or a text prompt (needs CLIP weights, see below); embedded with the archive's encoder.")],
     top: Annotated[int, typer.Option(help="How many items to list.")] = 10,
 ) -> None:
-    """Rank items by similarity to a query straight from the sparse codes (nothing is decoded to pixels)."""
+    """Rank items by similarity to a query straight from the sparse codes (nothing is decoded to pixels).
+
+    Image queries work offline. Text queries need CLIP weights: an archive made with --encoder
+    open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
+    thumbnail encoder has no text tower and refuses them."""
     from semzip.api import embed_concepts
     from semzip.search import SearchIndex
 
@@ -596,7 +627,15 @@ def demo(
     dir_: Annotated[Path | None, typer.Option("--dir", hidden=True)] = None,  # the older spelling of --output
 ) -> None:
     """Offline demo: generate a collection of images, compress it, inspect it, decode it back to images."""
-    from semzip.api import compress_embeddings, compress_folder, decompress, decompress_images, describe
+    from semzip.api import (
+        COMPARISON_SHEET,
+        SHEET_ITEMS,
+        compress_embeddings,
+        compress_folder,
+        decompress,
+        decompress_images,
+        describe,
+    )
     from semzip.data.images import contact_sheet, list_images, load_image, save_png
     from semzip.data.scenes import write_scenes
 
@@ -604,11 +643,12 @@ def demo(
     check_output_folder(workdir, force)
 
     images, arc = workdir / "images", workdir / "collection.smz"
-    paths = write_scenes(images, n=n)
+    write_scenes(images, n=n)
     out.print(f"1. generated {n} landscape images (5 themes, procedural) in {images}/")
-    save_png(contact_sheet([load_image(p) for p in paths[:30]], [p.name for p in paths[:30]]), workdir / "originals.png")
     with _progress(len(list_images(images)), "embedding images") as adv:
         size, got = compress_folder(images, arc, encoder="thumbnail", embed_progress=adv, sparsity=3, use_cache=False)
+    shown = got.names[:SHEET_ITEMS]  # the archive's order, as on the decoded sheets
+    save_png(contact_sheet([load_image(images / m) for m in shown], shown), workdir / "originals.png")
     d = describe(arc)
     sec = {s["name"]: s["bytes"] for s in d["sections"]}
     codes, index = sec.get("items", 0), sec.get("index", 0)  # the sections `semzip info` lists
@@ -628,8 +668,9 @@ def demo(
     cos = np.sum(y * got.embeddings, axis=1)
     out.print(f"   decoded embeddings: cosine to the originals mean {cos.mean():.3f}, 5th percentile {np.percentile(cos, 5):.3f}")
     with _progress(n, "rendering") as adv:
-        decompress_images(arc, workdir / "decoded", progress=adv, force=force)
-    out.print(f"3. decoded {n} images to {workdir / 'decoded'}/ (contact_sheet.png; originals in {workdir / 'originals.png'})")
+        decompress_images(arc, workdir / "decoded", progress=adv, force=force, originals=images, note=_note)
+    out.print(f"3. decoded {n} images to {workdir / 'decoded'}/ (contact_sheet.png, in the order of "
+              f"{workdir / 'originals.png'}; {COMPARISON_SHEET}: originals and decodes side by side)")
     one = decompress(arc, items=[got.names[7]])
     same = bool(np.array_equal(one[0], y[7]))
     out.print(f"4. random access: {got.names[7]} decoded alone, identical to the full decode: {same}")

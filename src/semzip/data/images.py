@@ -197,32 +197,83 @@ def contact_sheet(
     columns: int = 6,
     thumb: int = 128,
     background: tuple[int, int, int] = (255, 255, 255),
+    aspects: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Tile images into one RGB uint8 grid of ``thumb``-sized cells, each with an optional caption below."""
+    """Tile images into one RGB uint8 grid, each with an optional caption below.
+
+    Every image keeps its aspect ratio: it is fitted into its cell and letterboxed. ``aspects`` (width / height,
+    one per image) shows an image at another aspect ratio than its pixels have: a decoded image at its
+    original's, when the decoder renders every item at one size (the collection generators). The cells take
+    the median aspect ratio, their longer side ``thumb`` pixels: landscape photos get landscape cells.
+    """
     if len(images) == 0:
         raise InvalidInputError("contact_sheet needs at least one image")
     if names is not None and len(names) != len(images):
         raise InvalidInputError(f"got {len(images)} images but {len(names)} names")
+    if aspects is not None and len(aspects) != len(images):
+        raise InvalidInputError(f"got {len(images)} images but {len(aspects)} aspect ratios")
     if columns < 1 or thumb < 1:
         raise InvalidInputError("columns and thumb must be positive")
-    columns = min(columns, len(images))
-    rows = (len(images) + columns - 1) // columns
+    arrays = [as_rgb_array(image, what=f"image {i}") for i, image in enumerate(images)]
+    shown = [float(a) if aspects is not None else arr.shape[1] / arr.shape[0]
+             for arr, a in zip(arrays, aspects if aspects is not None else arrays)]
+    if not all(np.isfinite(a) and a > 0 for a in shown):
+        raise InvalidInputError("aspect ratios must be positive numbers")
+    box_w, box_h = _fit((thumb, thumb), float(np.median(shown)))
+    columns = min(columns, len(arrays))
+    rows = (len(arrays) + columns - 1) // columns
     font = ImageFont.load_default()
     caption_h = 14 if names is not None else 0
     pad = 4
-    cell_w, cell_h = thumb + pad, thumb + caption_h + pad
+    cell_w, cell_h = box_w + pad, box_h + caption_h + pad
     sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), background)
     draw = ImageDraw.Draw(sheet)
-    for i, image in enumerate(images):
-        tile = Image.fromarray(as_rgb_array(image, what=f"image {i}"))
-        tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+    for i, (arr, aspect) in enumerate(zip(arrays, shown)):
+        tile = Image.fromarray(arr).resize(_fit((box_w, box_h), aspect), Image.Resampling.LANCZOS)
         r, c = divmod(i, columns)
         x0, y0 = pad + c * cell_w, pad + r * cell_h
-        sheet.paste(tile, (x0 + (thumb - tile.width) // 2, y0 + (thumb - tile.height) // 2))
+        sheet.paste(tile, (x0 + (box_w - tile.width) // 2, y0 + (box_h - tile.height) // 2))
         if names is not None:
-            text = _fit_text(draw, str(names[i]), font, thumb)
-            draw.text((x0, y0 + thumb + 1), text, fill=(0, 0, 0), font=font)
+            text = _fit_text(draw, str(names[i]), font, box_w)
+            draw.text((x0, y0 + box_h + 1), text, fill=(0, 0, 0), font=font)
     return np.array(sheet, dtype=np.uint8)
+
+
+def _fit(box: tuple[int, int], aspect: float) -> tuple[int, int]:
+    """The largest (width, height) of aspect ratio ``aspect`` (width / height) inside ``box``, at least 1x1."""
+    w, h = box
+    if w / h > aspect:
+        return max(1, round(h * aspect)), h
+    return w, max(1, round(w / aspect))
+
+
+def comparison_sheet(
+    originals: Sequence[ImageLike],
+    decoded: Sequence[ImageLike],
+    names: Sequence[str],
+    pairs_per_row: int = 3,
+    thumb: int = 128,
+) -> np.ndarray:
+    """Originals and decoded images side by side, pair by pair in the given order (original left, named; decoded
+    right), both shown at the original's aspect ratio (see :func:`contact_sheet`)."""
+    if not len(originals) == len(decoded) == len(names):
+        raise InvalidInputError(f"got {len(originals)} originals, {len(decoded)} decoded images and "
+                                f"{len(names)} names")
+    images, labels, aspects = [], [], []
+    for o, d, n in zip(originals, decoded, names):
+        o = as_rgb_array(o, what=f"original {n!r}")
+        images += [o, d]
+        labels += [str(n), "decoded"]
+        aspects += [o.shape[1] / o.shape[0]] * 2
+    return contact_sheet(images, labels, columns=2 * pairs_per_row, thumb=thumb, aspects=aspects)
+
+
+def sheet_thumbnail(image: ImageLike, size: int = 256) -> np.ndarray:
+    """A copy of ``image`` no larger than ``size`` pixels a side, aspect ratio kept (what a sheet cell needs,
+    without holding full-size photos in memory)."""
+    tile = Image.fromarray(as_rgb_array(image))
+    tile.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return np.array(tile, dtype=np.uint8)
 
 
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:

@@ -31,7 +31,7 @@ from pathlib import PurePosixPath
 
 MAX_NAME_BYTES = 4096  # one item name, UTF-8 (bounds what a names section may inflate to: n_items * 4097)
 MAX_PART_BYTES = 255  # one path component, and one output file name (the common file-system limit)
-RESERVED_FILES = ("contact_sheet.png", "captions.txt", "generation.json")
+RESERVED_FILES = ("contact_sheet.png", "captions.txt", "generation.json", "originals_vs_decoded.png")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SEPARATORS = re.compile(r"[/\\]")
 

@@ -43,6 +43,8 @@ class ImageEncoder(ABC):
     dim: int
     """Embedding dimension."""
     batch_size: int = 32
+    has_text_tower: bool = False
+    """Whether :meth:`encode_text` works (CLIP encoders): text queries need one."""
 
     @property
     @abstractmethod
@@ -224,6 +226,10 @@ class HFClipEncoder(ImageEncoder):
     Loads from a local folder (``save_pretrained`` layout) or, with ``allow_download=True``, a hub id.
     Features are ``get_image_features`` / ``get_text_features`` (the projected embeddings), L2-normalised.
     """
+
+    @property
+    def has_text_tower(self) -> bool:  # a CLIPVisionModelWithProjection folder has none
+        return bool(getattr(self, "has_text", False))
 
     def __init__(
         self,
@@ -413,6 +419,8 @@ class OpenClipEncoder(ImageEncoder):
     ``pretrained`` is an OpenCLIP tag (looked up in the local cache only, unless ``allow_download``) or a
     local checkpoint file. The default pair is the conditioning space of SD-2.1-unCLIP.
     """
+
+    has_text_tower = True
 
     def __init__(
         self,

@@ -19,10 +19,10 @@ WRITES = {"compress", "embed", "decompress", "blend", "demo", "eval", "train-lic
           "text compress", "text decompress", "text train"}          # -o/--output
 REPLACES = {"compress", "decompress", "blend", "demo", "eval", "train-lic",
             "text compress", "text decompress", "text train"}        # -f/--force
-DEVICE = {"decompress", "blend", "eval", "train-lic", "text compress", "text decompress", "text train"}
-# Commands where a model may run but --device is not offered yet: their image encoders are loaded by the API
-# without a device (torch encoders pick cuda when available). Listed so the gap stays visible.
-DEVICE_MISSING = {"compress", "embed", "add", "search", "atoms", "verify"}
+DEVICE = {"compress", "embed", "add", "search", "atoms", "verify", "decompress", "blend", "eval", "train-lic",
+          "text compress", "text decompress", "text train"}
+# Commands where a model may run but --device is not offered yet. Listed so a gap stays visible.
+DEVICE_MISSING: set[str] = set()
 READS_ONLY = {"add", "atoms", "search", "info", "verify"}           # no output file or folder of their own
 FLAGS = {"embed": "-f/--force allows the store inside the input folder (a store is resumed, never replaced)"}
 
@@ -143,3 +143,54 @@ def test_compress_help_groups_options_per_codec():
         assert panel in text, panel
     assert text.index("Image-text codec") < text.index("--scale") < text.index("Image-text decoding settings")
     assert text.index("Collection engine") < text.index("--shard-size")
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    from semzip.data.scenes import write_scenes
+
+    monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
+    write_scenes(tmp_path / "imgs", n=12, size=(48, 32))
+    return tmp_path / "imgs"
+
+
+def test_device_on_every_command_where_a_model_runs(folder, sq, tmp_path):
+    """--device reaches the image encoder (compress, embed, add, search, atoms) and is refused before any work
+    where the offline thumbnail encoder or no model at all would run (issue 14)."""
+    pytest.importorskip("torch")
+    arc = tmp_path / "c.smz"
+    r = runner.invoke(app, ["compress", str(folder), "-o", str(arc), "--device", "cuda"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output and not arc.exists()
+    r = runner.invoke(app, ["compress", str(folder), "-o", str(arc), "--device", "gpu"])
+    assert r.exit_code == 2 and "--device must be" in r.output
+    r = runner.invoke(app, ["compress", str(folder), "-o", str(arc), "--engine", "stream", "--device", "cuda:1"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output and not arc.exists()
+    r = runner.invoke(app, ["compress", "--embeddings", str(tmp_path / "e.npy"), "-o", str(arc), "--device", "cpu"])
+    assert r.exit_code == 2 and "no model runs" in r.output and not arc.exists()
+    r = runner.invoke(app, ["compress", str(folder), "-o", str(arc), "--n-atoms", "4", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["embed", str(folder), "-o", str(tmp_path / "store"), "--device", "cuda"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output and not (tmp_path / "store").exists()
+    r = runner.invoke(app, ["embed", str(folder), "-o", str(tmp_path / "store"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    more = tmp_path / "more"
+    more.mkdir()
+    (folder / "beach_0000.png").rename(more / "new_beach.png")
+    before = arc.read_bytes()
+    r = runner.invoke(app, ["add", str(arc), str(more), "--device", "cuda"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output and arc.read_bytes() == before
+    assert runner.invoke(app, ["add", str(arc), str(more), "--device", "cpu"]).exit_code == 0
+    image = str(more / "new_beach.png")
+    r = runner.invoke(app, ["search", str(arc), image, "--device", "cuda"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output
+    r = runner.invoke(app, ["search", str(arc), image, "--device", "cpu", "--top", "1"])
+    assert r.exit_code == 0 and "beach" in r.output  # new_beach.png is beach_0000.png, moved
+    (tmp_path / "words.txt").write_text("sea\n")
+    r = runner.invoke(app, ["atoms", str(arc), "--vocab", str(tmp_path / "words.txt"), "--device", "cuda"])
+    assert r.exit_code == 2 and "runs on the CPU only" in r.output
+    r = runner.invoke(app, ["verify", str(arc), "--device", "cuda"])
+    assert r.exit_code == 2 and "--deep" in r.output
+    r = runner.invoke(app, ["verify", str(arc), "--deep", "--device", "cuda"])
+    assert r.exit_code == 2 and "no model runs" in r.output and "CORRUPT" not in r.output
+    r = runner.invoke(app, ["eval", "--dataset", str(folder), "-o", str(tmp_path / "ev"), "--device", "gpu"])
+    assert r.exit_code == 2 and "--device must be" in r.output and not (tmp_path / "ev").exists()

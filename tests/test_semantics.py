@@ -79,16 +79,24 @@ def test_atoms_cli_with_a_tiny_clip(tmp_path, monkeypatch):
     clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)
     write_scenes(tmp_path / "imgs", n=30, size=(48, 32))
     arc = tmp_path / "x.smz"
+    from semzip.models import encoders
+
+    asked: list = []  # --device reaches the CLIP encoder (issue 14)
+    real = encoders.resolve_device
+    monkeypatch.setattr(encoders, "resolve_device", lambda d: asked.append(d) or real(d))
     r = runner.invoke(app, ["compress", str(tmp_path / "imgs"), "-o", str(arc), "--encoder", f"hf:{clip}",
-                            "--n-atoms", "8", "--sparsity", "2"])
+                            "--n-atoms", "8", "--sparsity", "2", "--device", "cpu"])
     assert r.exit_code == 0, r.output
+    assert asked == ["cpu"]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("a\nab\nb\n")
     # the archive records the encoder as "hf:tiny-clip" (a name, no path): decode time says where it lives
     r = runner.invoke(app, ["atoms", str(arc), "--vocab", str(vocab), "--top", "2"])
     assert r.exit_code == 2 and "--models" in r.output
-    r = runner.invoke(app, ["--models", str(tmp_path), "atoms", str(arc), "--vocab", str(vocab), "--top", "2"])
+    r = runner.invoke(app, ["--models", str(tmp_path), "atoms", str(arc), "--vocab", str(vocab), "--top", "2",
+                            "--device", "cpu"])
     assert r.exit_code == 0, r.output
+    assert asked[-1] == "cpu"
     assert r.output.count("(") >= 16  # 8 atoms x 2 concepts with cosines
     r = runner.invoke(app, ["--models", str(tmp_path), "blend", str(arc), "--item", "city_0002.png", "--add", "ab",
                             "-o", str(tmp_path / "e.npy")])

@@ -106,16 +106,21 @@ def _item_number(c: Container, item: str | int) -> int:
     return c.item_index(item)
 
 
-def decode_check(archive: PathLike, caption_adapter: PathLike | None = None) -> int:
+def decode_check(archive: PathLike, caption_adapter: PathLike | None = None, device: str | None = None) -> int:
     """Decode every item of an archive the way ``decompress`` does, without writing anything; returns the
-    number of items (``semzip verify --deep``)."""
+    number of items (``semzip verify --deep``). ``device``: where an image-text archive's refiner runs (see
+    :func:`device_kw`); collections and sq archives decode to embeddings, where no model runs."""
     with open_archive(archive) as c:
         codec_name = c.header.codec
     if codec_name == "image-text":
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="semzip-verify-") as tmp:
-            return len(decompress_image_text(archive, Path(tmp) / "out", caption_adapter=caption_adapter))
+            return len(decompress_image_text(archive, Path(tmp) / "out", caption_adapter=caption_adapter,
+                                             device=device))
+    if device is not None:
+        raise InvalidInputError(f"--device does not apply to verifying a {codec_name} archive (it decodes to "
+                                "embeddings; no model runs)")
     return len(decompress(archive))
 
 
@@ -159,12 +164,14 @@ def compress_folder(
     on_skip: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     embed_progress: Callable[[int], None] | None = None,
+    device: str | None = None,
     **params,
 ) -> tuple[int, EmbeddedFolder]:
-    """Embed a folder of images and compress it with the collection codec; returns (bytes, embedding info)."""
+    """Embed a folder of images and compress it with the collection codec; returns (bytes, embedding info).
+    ``device``: where the encoder runs (see :func:`device_kw`)."""
     from semzip.models.registry import load_encoder
 
-    enc = load_encoder(encoder)
+    enc = load_encoder(encoder, **device_kw("encoder", encoder, device))
     got = embed_folder(folder, enc, strict=strict, recursive=recursive, use_cache=use_cache, on_skip=on_skip,
                        progress=embed_progress)
     params.setdefault("pixels_per_item", int(np.mean(got.pixels)))
@@ -180,20 +187,15 @@ def add_folder(
     recursive: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    device: str | None = None,
 ) -> tuple[int, EmbeddedFolder]:
-    """Embed new images with the archive's own encoder and append them (see :func:`add_embeddings`)."""
-    from semzip.models.registry import load_encoder
-
+    """Embed new images with the archive's own encoder and append them (see :func:`add_embeddings`);
+    ``device``: where the encoder runs (see :func:`device_kw`)."""
     with open_archive(archive) as c:
         ref = c.header.model("encoder")
     if ref is None:
         raise InvalidInputError("the archive records no image encoder; add precomputed embeddings instead")
-    enc = load_encoder(ref.name)
-    if enc.fingerprint != ref.fingerprint:
-        raise ModelMismatchError(
-            f"encoder {ref.name!r} here has fingerprint {enc.fingerprint}, the archive was made with "
-            f"{ref.fingerprint}: new items would live in another embedding space"
-        )
+    enc = _load_recorded_encoder(ref, device, "new items would live in another embedding space")
     got = embed_folder(folder, enc, strict=strict, recursive=recursive, on_skip=on_skip)
     return add_embeddings(archive, got.embeddings, names=got.names, progress=progress), got
 
@@ -211,12 +213,14 @@ def default_generator(space: str) -> str:
     )
 
 
-_CPU_ONLY = {"generator": ("thumbnail",), "refiner": ("identity",)}  # no model: numpy on the CPU
+_CPU_ONLY = {"generator": ("thumbnail",), "refiner": ("identity",), "encoder": ("thumbnail",),
+             "captioner": ("sidecar",)}  # no model: numpy on the CPU, or captions read from files
 
 
-def device_kw(kind: str, spec: str, device: str | None) -> dict:
-    """``device=`` for a generator or refiner loader: passed to the diffusion models; the offline ones run on the
-    CPU, so another device is refused (before any work) rather than ignored."""
+def device_kw(kind: str, spec: str | None, device: str | None) -> dict:
+    """``device=`` for a generator, refiner, encoder or captioner loader: passed to the models; the offline ones
+    run on the CPU, so another device is refused (before any work) rather than ignored."""
+    spec = spec or _CPU_ONLY[kind][0]
     if device is None:
         return {}
     if spec.strip().partition(":")[0] in _CPU_ONLY[kind]:
@@ -366,17 +370,23 @@ def _write_sheets(out: Path, decoded: Sequence[np.ndarray], names: Sequence[str]
 # ----------------------------------------------------------------------------------------------- semantics
 
 
-def _archive_encoder(archive: PathLike):
+def _load_recorded_encoder(ref: ModelRef, device: str | None, why: str):
+    """The encoder an archive records, on ``device``, refused when its weights differ from the archive's."""
     from semzip.models.registry import load_encoder
 
+    enc = load_encoder(ref.name, **device_kw("encoder", ref.name, device))
+    if enc.fingerprint != ref.fingerprint:
+        raise ModelMismatchError(f"encoder {ref.name!r} here has fingerprint {enc.fingerprint}, the archive was "
+                                 f"made with {ref.fingerprint}: {why}")
+    return enc
+
+
+def _archive_encoder(archive: PathLike, device: str | None = None):
     with open_archive(archive) as c:
         ref = c.header.model("encoder")
     if ref is None:
         raise InvalidInputError("the archive records no encoder: concepts cannot be embedded in its space")
-    enc = load_encoder(ref.name)
-    if enc.fingerprint != ref.fingerprint:
-        raise ModelMismatchError(f"encoder {ref.name!r} here differs from the archive's (fingerprint {ref.fingerprint})")
-    return enc
+    return _load_recorded_encoder(ref, device, "concepts would be embedded in another space")
 
 
 def need_text_tower(encoder, image_queries: bool = True) -> None:
@@ -392,12 +402,12 @@ def need_text_tower(encoder, image_queries: bool = True) -> None:
         f"$SEMZIP_MODEL_PATH{tail}")
 
 
-def embed_concepts(archive: PathLike, concepts: Sequence[str]) -> np.ndarray:
+def embed_concepts(archive: PathLike, concepts: Sequence[str], device: str | None = None) -> np.ndarray:
     """Embed concepts in the archive's space: an existing image file path is an image, anything else text
     (refused before any work when the archive's encoder has no text tower: :func:`need_text_tower`)."""
     from semzip.data.images import IMAGE_EXTENSIONS, load_image
 
-    enc = _archive_encoder(archive)
+    enc = _archive_encoder(archive, device)
     is_image = [Path(c).suffix.lower() in IMAGE_EXTENSIONS and Path(c).is_file() for c in concepts]
     if not all(is_image):
         need_text_tower(enc)
@@ -411,7 +421,7 @@ def embed_concepts(archive: PathLike, concepts: Sequence[str]) -> np.ndarray:
 
 
 def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Sequence[str] = (),
-               weight: float = 0.5) -> np.ndarray:
+               weight: float = 0.5, device: str | None = None) -> np.ndarray:
     """An item's decoded embedding with concepts added (+weight) or removed (-weight), renormalised."""
     from semzip.semantics import blend
 
@@ -419,12 +429,13 @@ def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Se
     concepts = list(add) + list(remove)
     if not concepts:
         raise InvalidInputError("give at least one concept to --add or --remove")
-    emb = embed_concepts(archive, concepts)
+    emb = embed_concepts(archive, concepts, device)
     weights = [weight] * len(add) + [-weight] * len(remove)
     return blend(x, list(zip(emb, weights)))
 
 
-def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
+def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5,
+                  device: str | None = None) -> list[list[tuple[str, float]]]:
     """The vocabulary words nearest to each dictionary atom (the "dictionary is semantic" probe)."""
     from semzip.semantics import nearest_concepts
 
@@ -433,7 +444,7 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5) 
             raise InvalidInputError(f"{archive} is a {c.header.codec!r} archive: only collection archives have atoms")
         atoms, _ = get_codec("collection").from_header(c.header).load_state(c)
     words = [w.strip() for w in vocabulary if w.strip()]
-    enc = _archive_encoder(archive)
+    enc = _archive_encoder(archive, device)
     need_text_tower(enc, image_queries=False)
     emb = enc.encode_text(words)
     return nearest_concepts(atoms, emb, words, top_k)
@@ -487,6 +498,7 @@ def compress_image_text(
     strength: float | None = None,
     guidance: float | None = None,
     caption_adapter: PathLike | None = None,
+    device: str | None = None,
 ) -> tuple[int, list[str]]:
     """Code one image or a folder of images with the image-text codec; returns (bytes, item names).
 
@@ -514,10 +526,12 @@ def compress_image_text(
             on_skip(p.relative_to(root).as_posix(), why)
 
     check_refiner_settings(refiner, steps, strength, guidance)  # recorded for decoding: refused now, not then
+    cap_spec = captioner or (f"sidecar:{captions}" if captions else "sidecar")
+    cap_kw = device_kw("captioner", cap_spec, device)  # --device is where the captioner runs: checked now
     loaded = list(iter_images(paths, strict=strict, on_skip=skip))
     if not loaded:
         raise InvalidInputError(f"no readable images in {src}")
-    cap = load_captioner(captioner or (f"sidecar:{captions}" if captions else "sidecar"))
+    cap = load_captioner(cap_spec, **cap_kw)
     if caption_adapter is not None:  # checked before captioning and coding
         from semzip.models.intlm.adapter import load_adapter
 

@@ -163,6 +163,10 @@ def compress(
         int | None, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: mini-batches per dictionary step (default 1; ray: workers).")
     ] = None,
     keep_work: Annotated[bool, typer.Option(rich_help_panel=_ENGINE, help="stream/ray: keep OUTPUT.work (checkpoints, codes) after success.")] = False,
+    device: Annotated[str | None, typer.Option(rich_help_panel=_INPUT, 
+        help=f"Where the image encoder (collection) or the captioning model (image-text) runs: {DEVICE_HELP}. "
+        "The offline ones (thumbnail, caption files) run on the CPU; embeddings input runs no model.",
+        show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", rich_help_panel=_OUTPUT, help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Compress a collection (a folder of images or precomputed embeddings) into one archive.
@@ -170,11 +174,19 @@ def compress(
     With --engine stream or ray the collection is embedded into an on-disk store shard by shard and
     compressed from there in bounded memory; re-running an interrupted command resumes where it stopped.
     """
-    from semzip.api import compress_embeddings, compress_folder
+    from semzip.api import compress_embeddings, compress_folder, device_kw
     from semzip.data.embeddings import load_embeddings_with_names
     from semzip.data.images import list_images
 
     source = embeddings or input
+    check_device(device)
+    if device is not None:  # refused before any work, as is an offline model on another device than the CPU
+        if not (source is not None and source.is_dir()):
+            raise InvalidInputError("--device does not apply to compressing embeddings (no model runs)")
+        if codec == "image-text":
+            device_kw("captioner", captioner or "sidecar", device)
+        else:
+            device_kw("encoder", encoder, device)
     pixels_per_item = _parse_pixels(pixels)
     if pixels_per_item is not None and (codec != "collection" or (source is not None and source.is_dir())):
         raise InvalidInputError("--pixels is for --codec collection from embeddings (image folders are measured)")
@@ -193,7 +205,7 @@ def compress(
                             address=ray_address, batches_per_step=batches_per_step, keep_work=keep_work,
                             sparsity=sparsity, min_cosine=min_cosine, bits_per_item=bits_per_item,
                             n_atoms=n_atoms, atom_bits=atom_bits, block_size=block_size or 256,
-                            max_epochs=epochs, batch_size=batch_size, assumed=assumed, **extra)
+                            max_epochs=epochs, batch_size=batch_size, assumed=assumed, device=device, **extra)
         return
     if source is None:
         raise InvalidInputError("give a folder of images or an embeddings file (--embeddings x.npy)")
@@ -208,7 +220,7 @@ def compress(
                 source, output, captions=captions, captioner=captioner, max_words=max_words, lic=lic,
                 language=language, scale=scale, strict=strict, recursive=recursive,
                 on_skip=_skip_reporter(skipped), progress=adv, refiner=refiner, seed=seed, steps=steps,
-                strength=strength, caption_adapter=caption_adapter,
+                strength=strength, caption_adapter=caption_adapter, device=device,
             )
         _print_rate(output, size, len(names_))
         return
@@ -227,7 +239,7 @@ def compress(
         with _progress(len(list_images(source, recursive)), "embedding images") as adv:
             size, got = compress_folder(source, output, encoder=encoder, strict=strict, recursive=recursive,
                                         use_cache=cache, on_skip=_skip_reporter(skipped), embed_progress=adv,
-                                        **params)
+                                        device=device, **params)
         n = len(got.names)
         extra = f" ({got.cached} embeddings from cache)" if got.cached else ""
         out.print(f"embedded {n} images with {encoder}{extra}; skipped {len(got.skipped)}")
@@ -315,13 +327,22 @@ def embed(
     space: Annotated[str, typer.Option(help="Embeddings file: the space they live in.")] = "unknown",
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the image encoder runs: {DEVICE_HELP} (ray: each worker's; default cuda when the cluster "
+        "has GPUs). The offline thumbnail encoder runs on the CPU.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Allow the store inside the input folder.")] = False,
     store_: Annotated[Path | None, typer.Option("--store", hidden=True)] = None,  # the older spelling of --output
 ) -> None:
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
+    from semzip.api import device_kw
     from semzip.stream import fill_store, make_executor
 
+    check_device(device)
+    if device is not None:
+        if not input.is_dir():
+            raise InvalidInputError("--device does not apply to an embeddings file (no model runs)")
+        device_kw("encoder", encoder, device)
     store = alias(output, store_, "-o/--output", "--store")
     if store is None:
         raise InvalidInputError("give the store folder to fill: -o/--output STORE")
@@ -332,7 +353,8 @@ def embed(
     skipped: list[str] = []
     try:
         st = fill_store(store, input, executor=executor, encoder=encoder, shard_size=shard_size, space=space,
-                        recursive=recursive, strict=strict, on_skip=_skip_reporter(skipped), progress=_progress)
+                        recursive=recursive, strict=strict, on_skip=_skip_reporter(skipped), progress=_progress,
+                        device=device)
     finally:
         executor.close()
     out.print(f"store {store}: {len(st)} items in {st.n_shards} shards, dimension {st.dim}; "
@@ -348,18 +370,25 @@ def add(
     names: Annotated[Path | None, typer.Option(help="With --embeddings: their names, one per line.")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file instead of skipping it.")] = False,
     recursive: Annotated[bool, typer.Option(help="Include images in sub-folders.")] = False,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the archive's image encoder runs: {DEVICE_HELP}. The offline thumbnail encoder runs on the CPU.",
+        show_default=False)] = None,
 ) -> None:
     """Add new items to a collection archive on its existing dictionary (old items are not re-coded)."""
     from semzip.api import add_embeddings, add_folder
     from semzip.data.embeddings import load_embeddings_with_names
 
+    check_device(device)
+    if device is not None and embeddings is not None:
+        raise InvalidInputError("--device does not apply to adding embeddings (no model runs)")
     if embeddings is not None:
         x, item_names = load_embeddings_with_names(embeddings)
         size = add_embeddings(archive, x, names=_read_names(names, len(x)) if names else item_names)
         n = len(x)
     elif input is not None:
         skipped: list[str] = []
-        size, got = add_folder(archive, input, strict=strict, recursive=recursive, on_skip=_skip_reporter(skipped))
+        size, got = add_folder(archive, input, strict=strict, recursive=recursive, on_skip=_skip_reporter(skipped),
+                               device=device)
         n = len(got.names)
     else:
         raise InvalidInputError("give a folder of new images or --embeddings x.npy")
@@ -480,7 +509,8 @@ def blend(
     generator: Annotated[str | None, typer.Option(help="Image generator (default: the archive space's offline one).")] = None,
     seed: Annotated[int, typer.Option(help="Generation seed.")] = 0,
     device: Annotated[str | None, typer.Option(
-        help=f"Where the generator runs: {DEVICE_HELP}. The offline thumbnail generator runs on the CPU.",
+        help=f"Where the encoder (for concepts) and the generator run: {DEVICE_HELP}. The offline thumbnail "
+        "encoder and generator run on the CPU.",
         show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
@@ -494,7 +524,7 @@ def blend(
 
     check_device(device)
     check_output_file(output, force, (archive,))
-    e = blend_item(archive, item, add or [], remove or [], weight)
+    e = blend_item(archive, item, add or [], remove or [], weight, device=device)
     if output.suffix.lower() == ".npy":
         _save_npy(output, e[None])
     else:
@@ -509,6 +539,8 @@ def atoms(
     vocab: Annotated[Path, typer.Option(help="Text file of concepts (words or phrases), one per line.")],
     top: Annotated[int, typer.Option(help="Concepts to list per atom.")] = 5,
     limit: Annotated[int, typer.Option(help="Atoms to list (most used first is not tracked: in index order).")] = 20,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the archive's encoder runs: {DEVICE_HELP}.", show_default=False)] = None,
 ) -> None:
     """List the text concepts nearest to each dictionary atom.
 
@@ -516,9 +548,10 @@ def atoms(
     --models DIR or $SEMZIP_MODEL_PATH); the offline thumbnail encoder has no text tower and is refused."""
     from semzip.api import atom_concepts
 
+    check_device(device)
     if not vocab.is_file():
         raise InvalidInputError(f"no such vocabulary file: {vocab}")
-    rows = atom_concepts(archive, vocab.read_text(encoding="utf-8").splitlines(), top)
+    rows = atom_concepts(archive, vocab.read_text(encoding="utf-8").splitlines(), top, device=device)
     t = Table("atom", "nearest concepts (cosine)")
     for i, row in enumerate(rows[:limit]):
         t.add_row(str(i), ", ".join(f"{w} ({s:.2f})" for w, s in row))
@@ -532,6 +565,9 @@ def search(
     query: Annotated[str, typer.Argument(
         help="An image file, or a text prompt (needs CLIP weights, see below); embedded with the archive's encoder.")],
     top: Annotated[int, typer.Option(help="How many items to list.")] = 10,
+    device: Annotated[str | None, typer.Option(
+        help=f"Where the archive's encoder runs: {DEVICE_HELP}. The offline thumbnail encoder runs on the CPU.",
+        show_default=False)] = None,
 ) -> None:
     """Rank items by similarity to a query straight from the sparse codes (nothing is decoded to pixels).
 
@@ -541,7 +577,8 @@ def search(
     from semzip.api import embed_concepts
     from semzip.search import SearchIndex
 
-    q = embed_concepts(archive, [query])[0]
+    check_device(device)
+    q = embed_concepts(archive, [query], device)[0]
     t = Table("rank", "item", "cosine")
     for i, (name, score) in enumerate(SearchIndex.from_archive(archive).top(q, top), 1):
         t.add_row(str(i), name, f"{score:.4f}")
@@ -587,6 +624,9 @@ def verify(
     ] = False,
     caption_adapter: Annotated[Path | None, typer.Option(
         help="image-text with --deep: the caption-model adapter the archive was made with.", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(
+        help=f"image-text with --deep: where the refiner runs, {DEVICE_HELP} (the offline identity refiner runs "
+        "on the CPU; other archives decode to embeddings, where no model runs).", show_default=False)] = None,
 ) -> None:
     """Check every section's and every block's CRC32, the header against its schema and the item names;
     exit 1 if anything is damaged. --deep decodes every item exactly as decompress does."""
@@ -594,7 +634,17 @@ def verify(
     from semzip.errors import SemzipError
     from semzip.format import Container, check_container
 
+    check_device(device)
+    if device is not None and not deep:
+        raise InvalidInputError("--device is for --deep (the other checks run no model)")
     with Container.open(archive) as c:
+        if device is not None and c.header.codec != "image-text":
+            raise InvalidInputError(f"--device does not apply to a {c.header.codec} archive (--deep decodes it to "
+                                    "embeddings; no model runs)")
+        if device is not None:  # an offline refiner on another device is refused here, not reported as damage
+            from semzip.api import device_kw
+
+            device_kw("refiner", (c.header.params.get("refiner") or {}).get("spec") or "identity", device)
         rows = c.verify()
         if all(ok for _, ok, _ in rows):
             for what, check in (("schema", lambda: check_container(c)), ("names", lambda: c.names)):
@@ -606,7 +656,7 @@ def verify(
                     rows.append((what, False, str(exc)))
     if deep and all(ok for _, ok, _ in rows):
         try:
-            rows.append(("content", True, f"all {decode_check(archive, caption_adapter)} items decode"))
+            rows.append(("content", True, f"all {decode_check(archive, caption_adapter, device)} items decode"))
         except SemzipError as exc:
             rows.append(("content", False, str(exc)))
     t = Table("section", "status", "detail")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from semzip.clitools import App, alias, styled
+from semzip.clitools import App, alias, check_device, styled
 from semzip.clitools import friendly as _friendly
 from semzip.clitools import out as _out
 from semzip.errors import InvalidInputError
@@ -81,6 +81,7 @@ def eval_command(
     from semzip.eval.run import run_eval
     from semzip.outputs import check_apart
 
+    check_device(device)  # before any work, as everywhere
     out = alias(output, out_, "-o/--output", "--out", default=Path("eval_out"))
     check_apart(out, (dataset, captions), force, "folder")  # never write among the images without --force
 

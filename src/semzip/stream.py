@@ -252,11 +252,12 @@ def fill_store_from_folder(
     on_skip: Callable[[str, str], None] | None = None,
     progress: ProgressFactory | None = None,
     executor: Any = None,
+    device: str | None = None,
 ) -> EmbeddingStore:
     """Embed a folder of images shard by shard into a store; re-running resumes at the missing shards.
 
     With a Ray executor (``semzip.distributed.RayExecutor``) the shards are embedded by Ray Data actors that
-    each hold the encoder (one per GPU when there are GPUs).
+    each hold the encoder (one per GPU when there are GPUs, unless ``device`` says where they run).
     """
     from semzip.pipeline import folder_files
 
@@ -274,7 +275,8 @@ def fill_store_from_folder(
     with (progress or _no_progress)(len(paths), "embedding images") as advance:
         advance(len(paths) - sum(len(range(*store.shard_range(i))) for i in todo))
         if executor is not None and hasattr(executor, "embed_shards"):
-            for i, n_planned in executor.embed_shards(store, folder, rel, todo, encoder, strict):
+            where = {} if device is None else {"device": device}
+            for i, n_planned in executor.embed_shards(store, folder, rel, todo, encoder, strict, **where):
                 advance(n_planned)
         else:
             for i in todo:
@@ -616,16 +618,22 @@ def fill_store(
     strict: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
     progress: ProgressFactory | None = None,
+    device: str | None = None,
 ) -> EmbeddingStore:
-    """Fill (or resume) a store from a folder of images (embedded with ``encoder``) or an embeddings file."""
+    """Fill (or resume) a store from a folder of images (embedded with ``encoder`` on ``device``: see
+    :func:`semzip.api.device_kw`) or an embeddings file (no model runs: ``device`` is refused)."""
     if not Path(source).exists():
         raise InvalidInputError(f"no such folder or file: {source}")
     if Path(source).is_dir():
+        from semzip.api import device_kw
         from semzip.models.registry import load_encoder
 
-        return fill_store_from_folder(root, source, load_encoder(encoder), shard_size=shard_size,
+        where = device_kw("encoder", encoder, device)
+        return fill_store_from_folder(root, source, load_encoder(encoder, **where), shard_size=shard_size,
                                       recursive=recursive, strict=strict, on_skip=on_skip, progress=progress,
-                                      executor=executor)
+                                      executor=executor, device=where.get("device"))
+    if device is not None:
+        raise InvalidInputError("--device does not apply to an embeddings file (no model runs)")
     return fill_store_from_file(root, source, shard_size=shard_size, space=space, names=names, progress=progress)
 
 
@@ -648,6 +656,7 @@ def compress_streaming(
     keep_work: bool = False,
     progress: ProgressFactory | None = None,
     log: Callable[[str], None] | None = None,
+    device: str | None = None,
     **codec_params: Any,
 ) -> tuple[int, int]:
     """Fill (or reuse) an embedding store from ``source`` and compress it with the streaming pipeline.
@@ -669,7 +678,7 @@ def compress_streaming(
         else:
             st = fill_store(store_root, source, executor=executor, encoder=encoder, shard_size=shard_size,
                             space=space, names=names, recursive=recursive, strict=strict, on_skip=on_skip,
-                            progress=progress)
+                            progress=progress, device=device)
         group = batches_per_step or (executor.workers if engine == "ray" else 1)
         codec = CollectionCodec(**codec_params)
         settings = StreamSettings(max_epochs=codec.max_epochs, group=group, batch_size=codec.batch_size)

@@ -115,8 +115,9 @@ class RayExecutor:
             yield self._ray.get(ref)
 
     def embed_shards(self, store: Any, folder: Path, rel_paths: Sequence[str], todo: Sequence[int], encoder: Any,
-                     strict: bool) -> Iterator[tuple[int, int]]:
-        """Embed the store's shards ``todo`` with Ray Data actors; yields (shard, planned items) as they finish."""
+                     strict: bool, device: str | None = None) -> Iterator[tuple[int, int]]:
+        """Embed the store's shards ``todo`` with Ray Data actors; yields (shard, planned items) as they finish.
+        ``device``: where the actors' encoders run (default: cuda when the cluster has GPUs)."""
         ray = self._ray
         rows = []
         for i in todo:
@@ -125,7 +126,8 @@ class RayExecutor:
         if not rows:
             return
         gpus = self.gpus
-        device = "cuda" if gpus >= 1 else None
+        use_gpu = gpus >= 1 and (device is None or device.startswith("cuda"))
+        device = device or ("cuda" if use_gpu else None)
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map_batches(
             _EmbedShards,
@@ -133,9 +135,9 @@ class RayExecutor:
                                    "folder": str(folder.resolve()), "strict": strict, "device": device},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(
-                size=max(1, min(self.workers, len(rows), int(gpus) if gpus >= 1 else self.workers))
+                size=max(1, min(self.workers, len(rows), int(gpus) if use_gpu else self.workers))
             ),
-            num_gpus=1 if gpus >= 1 else 0,
+            num_gpus=1 if use_gpu else 0,
             num_cpus=1,
         )
         for row in ds.iter_rows():

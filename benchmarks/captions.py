@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import bz2
 import datetime
+import json
 import lzma
 import os
 import platform
@@ -180,6 +181,10 @@ def main() -> None:
     best_dict = min((r for r in rows if r[0] in DICT_CODERS), key=lambda r: r[1][0])
     deflate_dict = next(r for r in rows if r[0] == "deflate -9 raw + 32 KiB zdict")
     info = adapter.meta.get("trained", {})
+    run = args.adapter.with_name(args.adapter.name + ".run") / "result.json"  # per-epoch times, if the run is here
+    epochs = [h for h in (json.loads(run.read_text()).get("history", []) if run.is_file() else []) if h.get("seconds")]
+    per_epoch = (" (per epoch: " + ", ".join(f"{h['seconds']:.0f} s" for h in epochs)
+                 + "; machine load varied between epochs)") if epochs else ""
 
     def bpc(sizes: list[int], chars: int) -> float:
         return 8 * sum(n - OVERHEAD_SINGLE for n in sizes) / chars
@@ -198,7 +203,8 @@ def main() -> None:
         f"{'every' if step == 1 else f'every {step}th'} test caption ({len(subset)} captions, mean {chars_sub / len(subset):.1f} "
         f"characters, {tokens:.1f} coded tokens incl. the terminator). Every caption is a separate file; "
         f"sizes are whole files. semzip = the exact bytes `semzip text compress` writes ({OVERHEAD_SINGLE} bytes of "
-        "layout: magic, model tag, 16-bit check). Classical coders use max levels and their smallest "
+        "layout: a magic byte holding the final-newline and adapter flags, a 16-bit check). Classical coders use "
+        "max levels and their smallest "
         "valid settings (zstd without checksum/content size/dict id); brotli's Python binding cannot take "
         "a custom dictionary, so brotli is reported with its built-in one."),
         "",
@@ -206,7 +212,7 @@ def main() -> None:
          f"{adapter.fingerprint[:16]}), made by `scripts/build_coco_adapter.sh` (`semzip text train` on the "
          f"1,500 training captions: {info.get('train', '?')} train / {info.get('val', '?')} validation, best epoch "
          f"{info.get('best_epoch', '?')} of {info.get('epochs_run', '?')}, {info.get('seconds', float('nan')):.0f} s of "
-         f"training on this machine), prompt: "
+         f"training on this machine{per_epoch}), prompt: "
          + ("the plain coder's few-shot prompt" if adapter.prompt == PROMPT_V1 else repr(adapter.prompt))
          + f" ({adapter.meta.get('prompt_state', 'adapted')}-model prompt states)."),
         "",
@@ -236,6 +242,9 @@ def main() -> None:
          f"{'met' if r_pay >= 3 else 'NOT met'}."),
         (f"- whole single-caption files: adapted **{r_file:.2f}x** (plain {deflate_dict[1][0] / mine[0]:.2f}x) -> "
          f"target 2x {'met' if r_file >= 2 else 'NOT met'}, aim 2.5x {'met' if r_file >= 2.5 else 'not met'}."),
+        (f"- where the whole-file gain comes from: the same payloads in the 4-byte layout 2 (with the model tag) "
+         f"would be {mine_a[0] + 1:.2f} B, {deflate_dict[1][0] / (mine_a[0] + 1):.2f}x; the 3-byte layout 3 drops "
+         f"the tag (docs/text-coding.md states what that trades)."),
         (f"- vs the best plain coder ({best_plain[0]}, {best_plain[1][0]:.2f} B): {best_plain[1][0] / mine_a[0]:.2f}x; "
          f"vs the best dictionary coder ({best_dict[0]}): {best_dict[1][0] / mine_a[0]:.2f}x."),
         "",

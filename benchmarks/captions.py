@@ -91,7 +91,7 @@ def time_cli(tmp: Path, caption: str) -> float:
     out = tmp / "one.txt.smzc"
     if out.exists():
         out.unlink()
-    code = ("import sys; from semzip.cli_text import text_app; "
+    code = ("import sys; from semzip.cli.text import text_app; "
             "sys.argv = ['semzip text', 'compress', '-q', sys.argv[1]]; text_app()")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(src)], check=True)

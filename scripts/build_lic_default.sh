@@ -19,7 +19,7 @@ if [ ! -d ../shared/data/train ]; then
   exit 2
 fi
 if [ "${1:-}" != "--eval-only" ]; then
-  "$PY" -m semzip.cli_train --config configs/lic-tiny.toml "$@"
+  "$PY" -m semzip.cli.train --config configs/lic-tiny.toml "$@"
 fi
 [ -d ../shared/data/kodak ] || { echo "no ../shared/data/kodak: skipping the evaluation" >&2; exit 0; }
 "$PY" - <<'PYEOF'

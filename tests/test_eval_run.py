@@ -82,7 +82,7 @@ def test_eval_marks_unavailable_metrics_and_codecs(scenes, tmp_path):
 def test_cli_eval_command(scenes, tmp_path):
     from typer.testing import CliRunner
 
-    from semzip.cli_eval import app
+    from semzip.cli.eval import app
 
     res = CliRunner().invoke(app, ["--dataset", str(scenes), "--out", str(tmp_path / "c"), "--codecs", "jpeg",
                                    "--metrics", "psnr", "--qualities", "jpeg=10,40", "--no-progress"])

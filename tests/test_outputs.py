@@ -261,7 +261,7 @@ def test_unwritable_embedding_cache_costs_time_not_the_run(tmp_path, monkeypatch
 
 
 def test_eval_does_not_write_into_the_dataset_folder_without_force(tmp_path):
-    from semzip.cli_eval import app as eval_app
+    from semzip.cli.eval import app as eval_app
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -93,7 +93,7 @@ def test_cli_decompress_reports_progress_when_stderr_is_not_a_terminal(tmp_path,
 
 def test_cli_eval_reports_each_rate_point_in_logs(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    from semzip.cli_eval import app
+    from semzip.cli.eval import app
     from semzip.data.scenes import write_scenes
 
     write_scenes(tmp_path / "scenes", 3, size=(64, 48))

@@ -369,8 +369,8 @@ def test_missing_model_is_a_clear_error(tmp_path):
 def test_cli_round_trip(coder, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from semzip import cli_text
-    from semzip.cli_text import text_app
+    from semzip.cli import text as cli_text
+    from semzip.cli.text import text_app
 
     monkeypatch.setattr(cli_text, "_coder", lambda model, codec=2, device="cpu", work=1, adapter=None: coder)
 
@@ -458,8 +458,8 @@ def test_codec1_files_still_decode(float_coder, coder, tmp_path, monkeypatch):
     """Files of the float coder (codec 1) decode as before, through the same CLI, beside codec-2 files."""
     from typer.testing import CliRunner
 
-    from semzip import cli_text
-    from semzip.cli_text import text_app
+    from semzip.cli import text as cli_text
+    from semzip.cli.text import text_app
 
     caps = ["A giraffe eating leaves from a tall tree.", "Two dogs play in the snow."]
     one = float_coder.encode_file(caps[0], final_newline=True)

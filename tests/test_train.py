@@ -153,7 +153,7 @@ def test_cli_command(smoke, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from semzip.cli_train import train_lic_command
+    from semzip.cli.train import train_lic_command
 
     app = typer.Typer()
     app.command(name="train-lic")(train_lic_command)

@@ -5,7 +5,7 @@
     semzip train-lic --config configs/lic-tiny.toml --resume     continue from out_dir/checkpoint
 
 The lead registers it with ``app.command(name="train-lic")(train_lic_command)``; ``python -m
-semzip.cli_train`` runs it stand-alone.
+semzip.cli.train`` runs it stand-alone.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from semzip.clitools import App, alias, err, friendly, out
+from semzip.cli.console import App, alias, err, friendly, out
 from semzip.errors import InvalidInputError
 
 
@@ -60,7 +60,7 @@ def train_lic_command(
 
 
 def main() -> None:
-    """Stand-alone entry point (``python -m semzip.cli_train``)."""
+    """Stand-alone entry point (``python -m semzip.cli.train``)."""
     app = App(add_completion=False, pretty_exceptions_enable=False)
     app.command(name="train-lic")(train_lic_command)
     app()

@@ -1,6 +1,6 @@
 """The `semzip eval` command (registered in the main CLI with ``app.command(name="eval")(eval_command)``).
 
-Also usable alone: ``python -m semzip.cli_eval --dataset DIR ...``.
+Also usable alone: ``python -m semzip.cli.eval --dataset DIR ...``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from semzip.clitools import App, alias, check_device, styled
-from semzip.clitools import friendly as _friendly
-from semzip.clitools import out as _out
+from semzip.cli.console import App, alias, check_device, styled
+from semzip.cli.console import friendly as _friendly
+from semzip.cli.console import out as _out
 from semzip.errors import InvalidInputError
 
 

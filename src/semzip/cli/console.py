@@ -1,4 +1,5 @@
-"""Shared pieces of the command-line tools: consoles, the one-line error wrapper, progress bars.
+"""Shared pieces of the command-line tools: consoles, the one-line error wrapper, progress bars, help without
+Python types (:class:`App`), option aliases, ``--device`` checks and the atomic ``.npy`` writer.
 
 The consoles interpret no markup, emoji codes or highlighting: item names, model names and messages are
 printed exactly as they are (``car [red].png`` stays ``car [red].png``). Styled words go through
@@ -10,6 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 import typer.core
@@ -17,6 +20,9 @@ from rich.console import Console
 from rich.text import Text
 
 from semzip.errors import InvalidInputError, SemzipError, describe_os_error
+
+if TYPE_CHECKING:
+    import numpy as np
 
 out = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
 err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
@@ -162,3 +168,13 @@ def check_device(device: str | None) -> str | None:
     if device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
         raise InvalidInputError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
     return device
+
+
+def save_npy(path: Path, x: np.ndarray) -> None:
+    """Write a .npy atomically (temporary file, then rename; removed on any failure)."""
+    import numpy as np
+
+    from semzip.format import atomic_file
+
+    with atomic_file(path) as fh:
+        np.save(fh, x)

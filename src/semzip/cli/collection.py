@@ -1,65 +1,24 @@
-"""The `semzip` command: compress, decompress, info, verify, demo.
+"""Collection commands: ``compress``, ``embed``, ``add``, ``decompress`` and ``demo``.
 
+These make, extend and decode archives. ``compress`` and ``decompress`` serve every codec (collection, sq and
+image-text: the image-text codec has no command of its own, its options sit in their own help panels here).
 Every SemzipError becomes one line on stderr and exit code 2; nothing is written unless the whole output
 is ready (archives are written atomically).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
-from rich.table import Table
 
-from semzip import __version__
-from semzip.clitools import DEVICE_HELP, App, alias, check_device, err, out, styled
-from semzip.clitools import friendly as _friendly
-from semzip.clitools import progress as _progress
+from semzip.cli.console import DEVICE_HELP, alias, check_device, err, out, save_npy, styled
+from semzip.cli.console import friendly as _friendly
+from semzip.cli.console import progress as _progress
 from semzip.errors import InvalidInputError
 from semzip.outputs import check_apart, check_output_file, check_output_folder
-
-app = App(
-    name="semzip",
-    help=(
-        "Semantic image compression: keep what images mean at 1e-5 to 1e-2 bits per pixel.\n\n"
-        "Start with `semzip demo`, which makes a small collection, compresses it and decodes it again."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-def _save_npy(path: Path, x: np.ndarray) -> None:
-    """Write a .npy atomically (temporary file, then rename; removed on any failure)."""
-    from semzip.format import atomic_file
-
-    with atomic_file(path) as fh:
-        np.save(fh, x)
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"semzip {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    models: Annotated[list[Path] | None, typer.Option(
-        "--models", help="Folder holding model folders/files named in specs or archives (repeatable; also "
-        "$SEMZIP_MODEL_PATH). Archives record model names and fingerprints, never paths.")] = None,
-    allow_download: Annotated[bool, typer.Option(
-        "--allow-download", help="Let model loaders download missing weights from their hub (off by default; "
-        "also $SEMZIP_ALLOW_DOWNLOAD=1).")] = False,
-) -> None:
-    from semzip.models.registry import allow_downloads, set_model_dirs
-
-    _friendly(set_model_dirs)(models or [])  # per command: nothing carries over between invocations
-    allow_downloads(True if allow_download else None)
 
 
 def _note(message: str) -> None:
@@ -95,7 +54,7 @@ _ENGINE = 'Collection engine (bounded memory, resumable, distributed)'
 _OUTPUT = 'Output'
 
 
-@app.command()
+
 @_friendly
 def compress(
     input: Annotated[
@@ -310,7 +269,6 @@ def _print_rate(output: Path, size: int, n: int, assumed: bool = False) -> None:
     out.print(f"wrote {output}: {n} items, {size} bytes, {8 * size / n:.1f} bits per item{bpp}")
 
 
-@app.command()
 @_friendly
 def embed(
     input: Annotated[Path, typer.Argument(help="A folder of images, or a .npy / .parquet embeddings file.")],
@@ -361,7 +319,6 @@ def embed(
               f"skipped {len(st.skipped())}")
 
 
-@app.command()
 @_friendly
 def add(
     archive: Annotated[Path, typer.Argument(help="Collection archive to extend (rewritten atomically).")],
@@ -400,7 +357,6 @@ _DEC_IMAGE_TEXT = "Image-text archives"
 _DEC_SETTINGS = "Decoding settings (image-text: the archive's recorded ones unless given)"
 
 
-@app.command()
 @_friendly
 def decompress(
     archive: Annotated[Path, typer.Argument(help="Archive to decode.")],
@@ -457,7 +413,7 @@ def decompress(
             raise InvalidInputError("--originals is for decoding to images (-o DIR), not to embeddings")
         check_output_file(output, force, (archive,))
         x = _decompress(archive, items=item)
-        _save_npy(output, x)
+        save_npy(output, x)
         out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
         return
     check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
@@ -496,178 +452,7 @@ def decompress(
                          f"from {archive.name} (e.g. {kept[0]}); decode into an empty folder to keep them apart"))
 
 
-@app.command()
-@_friendly
-def blend(
-    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
-    item: Annotated[str, typer.Option(help="Name of the item to edit.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image to write (.png), or .npy for the embedding.")],
-    add: Annotated[list[str] | None, typer.Option(
-        help="Concept to add: an image file, or a text prompt (needs CLIP weights, see below). Repeatable.")] = None,
-    remove: Annotated[list[str] | None, typer.Option(help="Concept to remove (the same kinds). Repeatable.")] = None,
-    weight: Annotated[float, typer.Option(help="Strength of each concept.")] = 0.5,
-    generator: Annotated[str | None, typer.Option(help="Image generator (default: the archive space's offline one).")] = None,
-    seed: Annotated[int, typer.Option(help="Generation seed.")] = 0,
-    device: Annotated[str | None, typer.Option(
-        help=f"Where the encoder (for concepts) and the generator run: {DEVICE_HELP}. The offline thumbnail "
-        "encoder and generator run on the CPU.",
-        show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Replace OUTPUT if it exists.")] = False,
-) -> None:
-    """Semantic arithmetic: add or remove concepts from an item in embedding space, then render it.
 
-    Image concepts work offline. Text concepts need CLIP weights: an archive made with --encoder
-    open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
-    thumbnail encoder has no text tower and refuses them."""
-    from semzip.api import archive_generator, blend_item
-    from semzip.data.images import save_png
-
-    check_device(device)
-    check_output_file(output, force, (archive,))
-    e = blend_item(archive, item, add or [], remove or [], weight, device=device)
-    if output.suffix.lower() == ".npy":
-        _save_npy(output, e[None])
-    else:
-        save_png(archive_generator(archive, generator, device=device).generate(e[None], seed=seed)[0], output)
-    out.print(f"wrote {output}")
-
-
-@app.command()
-@_friendly
-def atoms(
-    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
-    vocab: Annotated[Path, typer.Option(help="Text file of concepts (words or phrases), one per line.")],
-    top: Annotated[int, typer.Option(help="Concepts to list per atom.")] = 5,
-    limit: Annotated[int, typer.Option(help="Atoms to list (most used first is not tracked: in index order).")] = 20,
-    device: Annotated[str | None, typer.Option(
-        help=f"Where the archive's encoder runs: {DEVICE_HELP}.", show_default=False)] = None,
-) -> None:
-    """List the text concepts nearest to each dictionary atom.
-
-    Needs CLIP weights: an archive made with --encoder open_clip:MODEL/TAG or hf:PATH (weights found through
-    --models DIR or $SEMZIP_MODEL_PATH); the offline thumbnail encoder has no text tower and is refused."""
-    from semzip.api import atom_concepts
-
-    check_device(device)
-    if not vocab.is_file():
-        raise InvalidInputError(f"no such vocabulary file: {vocab}")
-    rows = atom_concepts(archive, vocab.read_text(encoding="utf-8").splitlines(), top, device=device)
-    t = Table("atom", "nearest concepts (cosine)")
-    for i, row in enumerate(rows[:limit]):
-        t.add_row(str(i), ", ".join(f"{w} ({s:.2f})" for w, s in row))
-    out.print(t)
-
-
-@app.command()
-@_friendly
-def search(
-    archive: Annotated[Path, typer.Argument(help="Collection archive.")],
-    query: Annotated[str, typer.Argument(
-        help="An image file, or a text prompt (needs CLIP weights, see below); embedded with the archive's encoder.")],
-    top: Annotated[int, typer.Option(help="How many items to list.")] = 10,
-    device: Annotated[str | None, typer.Option(
-        help=f"Where the archive's encoder runs: {DEVICE_HELP}. The offline thumbnail encoder runs on the CPU.",
-        show_default=False)] = None,
-) -> None:
-    """Rank items by similarity to a query straight from the sparse codes (nothing is decoded to pixels).
-
-    Image queries work offline. Text queries need CLIP weights: an archive made with --encoder
-    open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
-    thumbnail encoder has no text tower and refuses them."""
-    from semzip.api import embed_concepts
-    from semzip.search import SearchIndex
-
-    check_device(device)
-    q = embed_concepts(archive, [query], device)[0]
-    t = Table("rank", "item", "cosine")
-    for i, (name, score) in enumerate(SearchIndex.from_archive(archive).top(q, top), 1):
-        t.add_row(str(i), name, f"{score:.4f}")
-    out.print(t)
-
-
-@app.command()
-@_friendly
-def info(
-    archive: Annotated[Path, typer.Argument(help="Archive to describe.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-) -> None:
-    """Show an archive's header, sections, sizes and bits per item."""
-    from semzip.api import describe
-
-    d = describe(archive)
-    if as_json:
-        out.print_json(json.dumps(d))
-        return
-    out.print(styled((str(archive), "bold"), f"  format {d['format']}  codec ", (d["codec"], "bold"),
-                     f"  {d['n_items']} items"))
-    out.print(f"written by {d['writer'] or 'unknown'}; parameters: {json.dumps(d['params'])}")
-    for m in d["models"]:
-        out.print(f"model {m['role']}: {m['name']} (fingerprint {m['fingerprint']})")
-    n = max(d["n_items"], 1)
-    t = Table("section", "type", "bytes", "share", "bits per item")
-    for s in d["sections"]:
-        t.add_row(s["name"], s["type"], str(s["bytes"]), f"{100 * s['bytes'] / d['bytes']:.1f}%", f"{8 * s['bytes'] / n:.2f}")
-    t.add_row(styled(("total", "bold")), "", styled((str(d["bytes"]), "bold")), "100%", f"{8 * d['bytes'] / n:.2f}")
-    out.print(t)
-    if d["n_items"]:
-        out.print(f"{d['bits_per_item']:.2f} bits per item (whole file, header included)")
-        if d.get("bits_per_pixel") is not None:
-            out.print(f"{d['bits_per_pixel']:.3g} bits per pixel")
-
-
-@app.command()
-@_friendly
-def verify(
-    archive: Annotated[Path, typer.Argument(help="Archive to check.")],
-    deep: Annotated[
-        bool, typer.Option("--deep", help="Also decode every item (catches damage that keeps the CRCs valid).")
-    ] = False,
-    caption_adapter: Annotated[Path | None, typer.Option(
-        help="image-text with --deep: the caption-model adapter the archive was made with.", show_default=False)] = None,
-    device: Annotated[str | None, typer.Option(
-        help=f"image-text with --deep: where the refiner runs, {DEVICE_HELP} (the offline identity refiner runs "
-        "on the CPU; other archives decode to embeddings, where no model runs).", show_default=False)] = None,
-) -> None:
-    """Check every section's and every block's CRC32, the header against its schema and the item names;
-    exit 1 if anything is damaged. --deep decodes every item exactly as decompress does."""
-    from semzip.api import decode_check
-    from semzip.errors import SemzipError
-    from semzip.format import Container, check_container
-
-    check_device(device)
-    if device is not None and not deep:
-        raise InvalidInputError("--device is for --deep (the other checks run no model)")
-    with Container.open(archive) as c:
-        if device is not None and c.header.codec != "image-text":
-            raise InvalidInputError(f"--device does not apply to a {c.header.codec} archive (--deep decodes it to "
-                                    "embeddings; no model runs)")
-        if device is not None:  # an offline refiner on another device is refused here, not reported as damage
-            from semzip.api import device_kw
-
-            device_kw("refiner", (c.header.params.get("refiner") or {}).get("spec") or "identity", device)
-        rows = c.verify()
-        if all(ok for _, ok, _ in rows):
-            for what, check in (("schema", lambda: check_container(c)), ("names", lambda: c.names)):
-                try:
-                    check()
-                    rows.append((what, True, f"{c.header.codec} {c.format_version[0]}.{c.format_version[1]}"
-                                 if what == "schema" else f"{c.header.n_items} names"))
-                except SemzipError as exc:
-                    rows.append((what, False, str(exc)))
-    if deep and all(ok for _, ok, _ in rows):
-        try:
-            rows.append(("content", True, f"all {decode_check(archive, caption_adapter, device)} items decode"))
-        except SemzipError as exc:
-            rows.append(("content", False, str(exc)))
-    t = Table("section", "status", "detail")
-    for name, ok, msg in rows:
-        t.add_row(name, styled(("ok", "green")) if ok else styled(("CORRUPT", "red")), msg)
-    out.print(t)
-    if not all(ok for _, ok, _ in rows):
-        raise typer.Exit(1)
-
-
-@app.command()
 @_friendly
 def demo(
     output: Annotated[Path | None, typer.Option(
@@ -725,29 +510,3 @@ def demo(
     same = bool(np.array_equal(one[0], y[7]))
     out.print(f"4. random access: {got.names[7]} decoded alone, identical to the full decode: {same}")
     out.print(f"Next: `semzip info {arc}`, `semzip decompress {arc} -o out --item {got.names[0]}`")
-
-
-def _register_subcommands() -> None:
-    from semzip.cli_eval import eval_command
-    from semzip.cli_text import text_app
-    from semzip.cli_train import train_lic_command
-
-    app.command(name="eval")(eval_command)
-    app.command(name="train-lic")(train_lic_command)
-    app.add_typer(text_app, name="text")
-
-
-_register_subcommands()
-
-
-def main() -> None:
-    """Console-script entry point."""
-    try:
-        app()
-    except KeyboardInterrupt:
-        err.print("semzip: interrupted; no partial output was written")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

@@ -22,10 +22,10 @@ from typing import Annotated
 
 import typer
 
-from semzip.clitools import App, alias
-from semzip.clitools import err as _err
-from semzip.clitools import friendly as _friendly
-from semzip.clitools import progress as _progress
+from semzip.cli.console import App, alias
+from semzip.cli.console import err as _err
+from semzip.cli.console import friendly as _friendly
+from semzip.cli.console import progress as _progress
 from semzip.errors import InvalidInputError, SemzipError
 
 SUFFIX = ".smzc"

@@ -165,10 +165,11 @@ def _with_adapter(path: Path, text, payloads: list[bytes], images, captions: lis
         f"| plain (few-shot prompt) | {plain_b:.1f} | {8 * plain_b / chars:.3f} | {sizes['plain']} | {8 * sizes['plain'] / px:.5f} |",
         f"| COCO adapter | {ada_b:.1f} | {8 * ada_b / chars:.3f} | {sizes['adapted']} | {8 * sizes['adapted'] / px:.5f} |",
         "",
-        (f"The adapter {'costs' if worse else 'saves'} {abs(ada_b - plain_b):.1f} bytes per caption "
-         f"({100 * (ada_b - plain_b) / plain_b:+.1f} %) on these descriptions"
+        (f"Over the {len(payloads)} descriptions the captions take {sum(map(len, payloads))} B plain and "
+         f"{sum(map(len, ada))} B adapted ({100 * (ada_b - plain_b) / plain_b:+.1f} %)"
          + (": it specialised the model to one-sentence COCO style, so use it for COCO-like captions only." if worse
-            else ".") + f" The archive also records the adapter's name and sha256 in its header. Adapted caption "
+            else ".") + f" The archive also records the adapter's name and sha256 in its header "
+         f"({sizes['adapted'] - sizes['plain']:+d} B for the whole archive). Adapted caption "
          f"encode {enc_s:.2f} s per image (batched)."),
     ]
 

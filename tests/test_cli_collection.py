@@ -116,6 +116,14 @@ def test_decompress_with_originals_writes_a_side_by_side_sheet_in_order(tmp_path
     # without originals the square renders keep their own (square) shape
     plain = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "plain")])
     assert plain.exit_code == 0 and not (tmp_path / "plain" / "originals_vs_decoded.png").exists()
+    # a folder of symlinks to the photos (as datasets are often laid out) is read like the photos themselves
+    links = tmp_path / "links"
+    links.mkdir()
+    for n in names:
+        (links / n).symlink_to((first / n).resolve())
+    r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "linked"), "--originals", str(links)])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(load_image(tmp_path / "linked" / "originals_vs_decoded.png"), expected)
     # a folder holding none of the items is refused before any decoding
     r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "none"), "--originals", str(tmp_path)])
     assert r.exit_code == 2 and "--originals" in r.output and not (tmp_path / "none").exists()

@@ -335,7 +335,8 @@ def _load_originals(folder: PathLike | None, names: Sequence[str],
     for name in names[:SHEET_ITEMS]:
         p = root / name
         try:
-            inside = p.resolve().is_relative_to(root.resolve())
+            parts = Path(name).parts  # inside the folder by name; a symlinked photo folder is fine
+            inside = not Path(name).is_absolute() and ".." not in parts and not Path(name).drive
             found.append(sheet_thumbnail(load_image(p)) if inside and p.is_file() else None)
         except (BadImageError, ResourceLimitError, OSError, ValueError):
             found.append(None)

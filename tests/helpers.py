@@ -102,6 +102,16 @@ def tiny_clip_tokenizer(merges=(), model_max_length: int | None = None):
         return CLIPTokenizer(vocab_file=f"{tmp}/vocab.json", merges_file=f"{tmp}/merges.txt", **kw), vocab
 
 
+TINY_VISION = {  # the vision tower of the tiny random CLIP and BLIP test models
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+}
+
+
 def save_tiny_clip(folder: Path, seed: int) -> Path:
     """A randomly initialised CLIPModel (2 layers, width 32, 16-d projection, 32 px images) with its image
     processor and ``tiny_clip_tokenizer(CAT_MERGES)``, saved as a transformers folder."""
@@ -125,14 +135,7 @@ def save_tiny_clip(folder: Path, seed: int) -> Path:
             "eos_token_id": vocab["<|endoftext|>"],
             "pad_token_id": vocab["<|endoftext|>"],
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config=dict(TINY_VISION),
         projection_dim=16,
     )
     transformers.CLIPModel(config).eval().save_pretrained(folder)

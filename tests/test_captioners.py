@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import random_image
+from helpers import TINY_VISION, random_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.captioners import (
@@ -141,14 +141,7 @@ def _save_tiny_blip(folder):
             "sep_token_id": vocab["[SEP]"],
             "pad_token_id": vocab["[PAD]"],
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-        },
+        vision_config=dict(TINY_VISION),
         projection_dim=16,
     )
     torch.manual_seed(0)

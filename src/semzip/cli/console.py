@@ -109,32 +109,26 @@ def plain_help(params) -> None:
             p.metavar = _word(p)
 
 
-class Command(typer.core.TyperCommand):
+class _PlainHelp:
+    """Mixed into click commands and groups: their options' help shows metavars, never Python types."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self.params)
+
+    def get_help_option(self, ctx):
+        opt = super().get_help_option(ctx)
+        if opt is not None:
+            plain_help([opt])
+        return opt
+
+
+class Command(_PlainHelp, typer.core.TyperCommand):
     """A command whose help shows metavars, never Python types."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        plain_help(self.params)
 
-    def get_help_option(self, ctx):
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            plain_help([opt])
-        return opt
-
-
-class Group(typer.core.TyperGroup):
+class Group(_PlainHelp, typer.core.TyperGroup):
     """A command group whose own options show metavars, never Python types."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        plain_help(self.params)
-
-    def get_help_option(self, ctx):
-        opt = super().get_help_option(ctx)
-        if opt is not None:
-            plain_help([opt])
-        return opt
 
 
 class App(typer.Typer):

@@ -116,8 +116,8 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     from semzip.codecs.collection import CollectionCodec
-    from semzip.store import EmbeddingStore
-    from semzip.stream import StreamSettings, compress_store, fill_store_from_array
+    from semzip.scale.store import EmbeddingStore
+    from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array
 
     step = spec["step"]
     t0 = time.perf_counter()
@@ -132,7 +132,7 @@ def child(spec: dict) -> dict:
         sampler = None
         group = 1
         if step == "ray":
-            from semzip.distributed import RayExecutor
+            from semzip.scale.distributed import RayExecutor
 
             sampler = RaySampler()
             executor = RayExecutor(workers=spec["workers"])

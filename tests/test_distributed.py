@@ -10,15 +10,15 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("ray")
 
 from semzip.codecs.collection import CollectionCodec
+from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_folder
 from semzip.sparse import make_sparse_embeddings
-from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_folder
 
 X = make_sparse_embeddings(1200, 32, n_concepts=60, k=3, noise=0.1, seed=5)
 
 
 @pytest.fixture(scope="module")
 def ray_executor():
-    from semzip.distributed import RayExecutor
+    from semzip.scale.distributed import RayExecutor
 
     ex = RayExecutor(workers=2, object_store_mb=256)
     yield ex

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("pyarrow")
 
 from semzip.errors import CorruptedSectionError, InvalidInputError
-from semzip.store import EmbeddingStore, plan_fingerprint
+from semzip.scale.store import EmbeddingStore, plan_fingerprint
 
 
 def _store(tmp_path, n=10, shard=4, dim=3, **kw):

@@ -16,14 +16,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("pyarrow")
 
-from semzip import stream
 from semzip.api import compress_embeddings, decompress
 from semzip.codecs.collection import CollectionCodec
 from semzip.errors import InvalidInputError
 from semzip.format import Container
+from semzip.scale import stream
+from semzip.scale.store import EmbeddingStore
+from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_file
 from semzip.sparse import DictionaryLearner, make_sparse_embeddings
-from semzip.store import EmbeddingStore
-from semzip.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_file
 
 X = make_sparse_embeddings(3000, 64, n_concepts=120, k=3, noise=0.1, seed=3)
 
@@ -130,7 +130,7 @@ def test_interrupted_run_resumes_to_the_identical_archive(store, tmp_path, monke
 _KILL_SCRIPT = """
 import sys
 from semzip.codecs.collection import CollectionCodec
-from semzip.stream import StreamSettings, compress_store
+from semzip.scale.stream import StreamSettings, compress_store
 compress_store(sys.argv[1], sys.argv[2], CollectionCodec(max_epochs=4),
                settings=StreamSettings(max_epochs=4, batch_size=128, checkpoint_seconds=0.0))
 """

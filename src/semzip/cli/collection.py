@@ -216,7 +216,7 @@ def compress(
 
 def _compress_streaming(source: Path | None, output: Path, *, names_file: Path | None, assumed: bool,
                         **kw) -> None:
-    from semzip.stream import compress_streaming
+    from semzip.scale.stream import compress_streaming
 
     names_ = None
     if names_file is not None and source is not None and not source.is_dir():
@@ -294,7 +294,7 @@ def embed(
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
     from semzip.api import device_kw
-    from semzip.stream import fill_store, make_executor
+    from semzip.scale.stream import fill_store, make_executor
 
     check_device(device)
     if device is not None:

@@ -1,6 +1,6 @@
 """Ray backend (extra ``semzip[distributed]``): the streaming pipeline's work, spread over a Ray cluster.
 
-``RayExecutor`` is the executor ``semzip.stream`` runs on with ``--engine ray``:
+``RayExecutor`` is the executor ``semzip.scale.stream`` runs on with ``--engine ray``:
 
 - **embedding**: the store's missing shards become a Ray Data dataset mapped by a pool of actors
   (``map_batches`` with a callable class): each actor loads the image encoder once and holds it (on its GPU
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from semzip._optional import require
+from semzip.scale.shards import embed_shard
+from semzip.scale.store import EmbeddingStore
 
 __all__ = ["RayExecutor"]
 
@@ -34,7 +36,6 @@ class _EmbedShards:
 
     def __init__(self, encoder: str, store_root: str, folder: str, strict: bool, device: str | None):
         from semzip.models.registry import load_encoder
-        from semzip.store import EmbeddingStore
 
         kw = {"device": device} if device else {}
         self.encoder = load_encoder(encoder, **kw)
@@ -44,8 +45,6 @@ class _EmbedShards:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
-
-        from semzip.stream import embed_shard
 
         shards, written = [], []
         for shard, files in zip(batch["shard"], batch["files"]):

@@ -14,7 +14,7 @@ recorded in their shard's metadata. Parquet was chosen by measurement (benchmark
 one self-describing file per shard makes the atomic commit a rename, names travel with the embeddings, Ray
 Data and every dataframe tool read it natively, and pyarrow is already the parquet-input dependency.
 
-pyarrow is imported lazily; ``import semzip.store`` needs only numpy.
+pyarrow is imported lazily; ``import semzip.scale.store`` needs only numpy.
 """
 
 from __future__ import annotations

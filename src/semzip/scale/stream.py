@@ -1,6 +1,6 @@
 """Streaming collection compression: bounded memory, resumable, and parallel through an executor.
 
-``compress_store`` turns an :class:`~semzip.store.EmbeddingStore` into a collection archive without ever
+``compress_store`` turns an :class:`~semzip.scale.store.EmbeddingStore` into a collection archive without ever
 holding the collection in memory:
 
 1. **Dictionary**: online dictionary learning over mini-batches streamed from the store's shards. Each step
@@ -40,7 +40,8 @@ import numpy as np
 from semzip import __version__
 from semzip.errors import InvalidInputError
 from semzip.format.container import as_new_output
-from semzip.store import EmbeddingStore, plan_fingerprint
+from semzip.scale.shards import embed_shard, folder_plan
+from semzip.scale.store import EmbeddingStore, plan_fingerprint
 
 __all__ = [
     "LocalExecutor",
@@ -211,36 +212,6 @@ def fill_store_from_file(
                                  progress=progress)
 
 
-def folder_plan(folder: Path, paths: Sequence[Path], encoder: Any) -> str:
-    entries = [f"encoder|{encoder.name}|{encoder.fingerprint}"]
-    for p in paths:
-        entries.append(f"{p.relative_to(folder).as_posix()}|{p.stat().st_size}")
-    return plan_fingerprint(entries)
-
-
-def embed_shard(store: EmbeddingStore, i: int, folder: Path, rel_paths: Sequence[str], encoder: Any,
-                strict: bool = False, on_skip: Callable[[str, str], None] | None = None) -> int:
-    """Read and embed the images of shard ``i`` and write the shard; returns the items written."""
-    from semzip.data.images import iter_images
-
-    skipped: list[tuple[str, str]] = []
-
-    def skip(path: Path, reason: str) -> None:
-        name = path.relative_to(folder).as_posix()
-        skipped.append((name, reason))
-        if on_skip:
-            on_skip(name, reason)
-
-    names, pixels, arrays = [], [], []
-    for path, arr in iter_images([folder / r for r in rel_paths], strict=strict, on_skip=skip):
-        names.append(path.relative_to(folder).as_posix())
-        pixels.append(arr.shape[0] * arr.shape[1])
-        arrays.append(arr)
-    emb = encoder.encode_images(arrays) if arrays else np.zeros((0, store.dim), np.float32)
-    store.write_shard(i, names, pixels, emb, skipped)
-    return len(names)
-
-
 def fill_store_from_folder(
     root: str | os.PathLike,
     folder: str | os.PathLike,
@@ -256,7 +227,7 @@ def fill_store_from_folder(
 ) -> EmbeddingStore:
     """Embed a folder of images shard by shard into a store; re-running resumes at the missing shards.
 
-    With a Ray executor (``semzip.distributed.RayExecutor``) the shards are embedded by Ray Data actors that
+    With a Ray executor (``semzip.scale.distributed.RayExecutor``) the shards are embedded by Ray Data actors that
     each hold the encoder (one per GPU when there are GPUs, unless ``device`` says where they run).
     """
     from semzip.pipeline import folder_files
@@ -595,11 +566,11 @@ def compress_store(
 
 
 def make_executor(engine: str, *, workers: int = 2, address: str | None = None) -> Any:
-    """The executor of an engine name: ``"stream"`` (this process) or ``"ray"`` (see semzip.distributed)."""
+    """The executor of an engine name: ``"stream"`` (this process) or ``"ray"`` (see semzip.scale.distributed)."""
     if engine == "stream":
         return LocalExecutor()
     if engine == "ray":
-        from semzip.distributed import RayExecutor
+        from semzip.scale.distributed import RayExecutor  # one way: the Ray side never imports stream
 
         return RayExecutor(address=address, workers=workers)
     raise InvalidInputError(f"unknown engine {engine!r}: use memory, stream or ray")

@@ -143,3 +143,17 @@ def test_image_text_codec_point(tmp_path):
     run = codec.run(ds, [load_image(p) for p in paths], codec.rate_points()[0], tmp_path / "w")
     assert len(run.decoded) == 2 and run.decoded[0].shape == (48, 64, 3)
     assert run.total_bytes == sum(run.bytes_per_image) and run.bpp > 0
+
+
+def test_collection_codec_on_mixed_orientations(tmp_path):
+    """A dataset of landscape and portrait photos (as Kodak is) decodes each size into its own folder: the second
+    size used to find the first one's folder not empty and stop the whole run."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(96, 144), (96, 144), (144, 96), (96, 144)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    s = run_eval(folder, tmp_path / "o", codecs=["collection"], metrics=["psnr"],
+                 collection_points=[(2, 1)], progress=False, report=False)
+    point = s.results["codecs"][0]["points"][0]
+    assert len(point["per_image"]["psnr"]) == 4 and all(np.isfinite(point["per_image"]["psnr"]))

@@ -260,8 +260,8 @@ class CollectionCodec(Codec):
             for i, img in enumerate(images):
                 by_size.setdefault((img.shape[1], img.shape[0]), []).append(i)
             for wh, idx in by_size.items():
-                paths = api.decompress_images(archive, out, items=[names[i] for i in idx], generator=self.generator,
-                                              seed=self.seed, size=wh)
+                paths = api.decompress_images(archive, out / f"{wh[0]}x{wh[1]}", items=[names[i] for i in idx],
+                                              generator=self.generator, seed=self.seed, size=wh)  # a folder per size
                 for i, p in zip(idx, paths):
                     with Image.open(p) as im:
                         decoded[i] = np.array(im.convert("RGB"), dtype=np.uint8)

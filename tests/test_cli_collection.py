@@ -146,3 +146,24 @@ def test_demo_sheets_are_in_the_same_order(tmp_path):
                           contact_sheet(decoded, names, aspects=[1.5] * len(names)))
     assert originals.shape == load_image(d / "decoded" / "contact_sheet.png").shape
     assert (d / "decoded" / "originals_vs_decoded.png").is_file()
+
+
+def test_quality_is_one_rate_knob(tmp_path, folders):
+    """-q/--quality sets each codec's natural rate option (collection: atoms per item; image-text: LIC downscale;
+    sq: bits): the same archive as that option, refused together with it or outside the ladder (issue 14)."""
+    from semzip.cli.collection import rate_settings
+
+    assert rate_settings("collection", None, None, None, None) == (4, 0.25, 8)  # the defaults, unchanged
+    assert rate_settings("collection", 2, None, None, None)[0] == 2
+    assert rate_settings("image-text", 3, None, None, None)[1] == 0.5
+    assert rate_settings("sq", 5, None, None, None)[2] == 5
+    first, _ = folders
+    a, b = tmp_path / "q.smz", tmp_path / "s.smz"
+    assert runner.invoke(app, ["compress", str(first), "-o", str(a), "-q", "2", "--n-atoms", "8"]).exit_code == 0
+    assert runner.invoke(app, ["compress", str(first), "-o", str(b), "--sparsity", "2", "--n-atoms", "8"]).exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    for args, why in ((["-q", "2", "--sparsity", "3"], "give one or the other"),
+                      (["-q", "17"], "takes 1-16"),
+                      (["-q", "5", "--codec", "image-text"], "takes 1-4")):
+        r = runner.invoke(app, ["compress", str(first), "-o", str(tmp_path / "x.smz"), *args])
+        assert r.exit_code == 2 and why in r.output and not (tmp_path / "x.smz").exists(), r.output

@@ -74,14 +74,18 @@ def compress(
     encoder: Annotated[
         str, typer.Option(rich_help_panel=_COLLECTION, help="Image encoder: thumbnail (offline default), hf:PATH, open_clip:MODEL/TAG.")
     ] = "thumbnail",
-    sparsity: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: at most this many atoms per item.")] = 4,
+    quality: Annotated[int | None, typer.Option("-q", "--quality", rich_help_panel=_OUTPUT, show_default=False,
+        help="One rate knob for every codec, higher = more bytes and closer to the original: collection: atoms per "
+        "item, 1-16 (the default is 4); image-text: LIC downscale 1-4 = 1/8, 1/4 (the default), 1/2, 1; sq: bits "
+        "per dimension, 1-16 (the default is 8). It sets --sparsity, --scale or --bits: give one or the other.")] = None,
+    sparsity: Annotated[int | None, typer.Option(rich_help_panel=_COLLECTION, show_default="4", help="collection: at most this many atoms per item.")] = None,
     min_cosine: Annotated[float | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: stop adding atoms at this cosine.")] = None,
     bits_per_item: Annotated[
         float | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: rate budget, whole file / items (lowers sparsity to fit).")
     ] = None,
     n_atoms: Annotated[int | None, typer.Option(rich_help_panel=_COLLECTION, help="collection: dictionary size (default ~items/8, 16..1024).")] = None,
     atom_bits: Annotated[int, typer.Option(rich_help_panel=_COLLECTION, help="collection: quantisation bits of dictionary values.")] = 6,
-    bits: Annotated[int, typer.Option(rich_help_panel=_SQ, help="sq: bits per dimension before entropy coding.")] = 8,
+    bits: Annotated[int | None, typer.Option(rich_help_panel=_SQ, show_default="8", help="sq: bits per dimension before entropy coding.")] = None,
     captions: Annotated[
         str | None, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: captions CSV (image,caption) or folder of <stem>.txt.")
     ] = None,
@@ -92,7 +96,7 @@ def compress(
     caption_adapter: Annotated[Path | None, typer.Option(rich_help_panel=_IMAGE_TEXT, 
         help="image-text: an adapter for the caption model (semzip text train); decoding needs the same file.",
         show_default=False)] = None,
-    scale: Annotated[float, typer.Option(rich_help_panel=_IMAGE_TEXT, help="image-text: downscale before the LIC (a rate knob).")] = 0.25,
+    scale: Annotated[float | None, typer.Option(rich_help_panel=_IMAGE_TEXT, show_default="0.25", help="image-text: downscale before the LIC (a rate knob).")] = None,
     refiner: Annotated[
         str, typer.Option(rich_help_panel=_DECODING, help="image-text: decoder to record in the header, e.g. sd-img2img:PATH.")
     ] = "identity",
@@ -138,6 +142,7 @@ def compress(
     from semzip.data.images import list_images
 
     source = embeddings or input
+    sparsity, scale, bits = rate_settings(codec, quality, sparsity, scale, bits)
     check_device(device)
     if device is not None:  # refused before any work, as is an offline model on another device than the CPU
         if not (source is not None and source.is_dir()):
@@ -510,3 +515,29 @@ def demo(
     same = bool(np.array_equal(one[0], y[7]))
     out.print(f"4. random access: {got.names[7]} decoded alone, identical to the full decode: {same}")
     out.print(f"Next: `semzip info {arc}`, `semzip decompress {arc} -o out --item {got.names[0]}`")
+
+
+QUALITY_LADDERS = {  # codec -> (the option -q sets, its value at each quality level 1..n)
+    "collection": ("--sparsity", list(range(1, 17))),
+    "image-text": ("--scale", [0.125, 0.25, 0.5, 1.0]),
+    "sq": ("--bits", list(range(1, 17))),
+}
+RATE_DEFAULTS = {"--sparsity": 4, "--scale": 0.25, "--bits": 8}
+
+
+def rate_settings(codec: str, quality: int | None, sparsity: int | None, scale: float | None,
+                  bits: int | None) -> tuple[int, float, int]:
+    """(sparsity, scale, bits) from ``-q/--quality`` or the options themselves, defaults for the rest; -q
+    together with the option it sets is refused, as is a level outside the codec's ladder."""
+    given = {"--sparsity": sparsity, "--scale": scale, "--bits": bits}
+    if quality is not None:
+        if codec not in QUALITY_LADDERS:
+            raise InvalidInputError(f"-q/--quality: unknown codec {codec!r}")
+        flag, ladder = QUALITY_LADDERS[codec]
+        if not 1 <= quality <= len(ladder):
+            raise InvalidInputError(f"-q/--quality {quality}: {codec} takes 1-{len(ladder)} (it sets {flag})")
+        if given[flag] is not None:
+            raise InvalidInputError(f"-q/--quality sets {flag} for {codec}: give one or the other, not both")
+        given[flag] = ladder[quality - 1]
+    out = {k: RATE_DEFAULTS[k] if v is None else v for k, v in given.items()}
+    return int(out["--sparsity"]), float(out["--scale"]), int(out["--bits"])

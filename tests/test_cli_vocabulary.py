@@ -142,7 +142,7 @@ def test_compress_help_groups_options_per_codec():
                   "Image-text decoding settings recorded in the archive", "Collection engine"):
         assert panel in text, panel
     def row(opt: str) -> int:  # where the option's own row starts (other help texts may name it)
-        return re.search(rf"^\W*{opt}\b", text, re.M).start()
+        return re.search(rf"^\W*{opt}\b", text, re.MULTILINE).start()
 
     assert text.index("Image-text codec") < row("--scale") < text.index("Image-text decoding settings")
     assert text.index("Collection engine") < row("--shard-size")

@@ -252,7 +252,13 @@ class _TransformersCaptioner(Captioner):
         allow_download: bool,
         trust_remote_code: bool = False,
     ) -> None:
-        from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, resolve_device, resolve_dtype
+        from semzip.models.torch_utils import (
+            dtype_kwarg,
+            hub_folder,
+            hub_offline,
+            resolve_device,
+            resolve_dtype,
+        )
 
         self.path = str(path)
         local = Path(self.path).expanduser()

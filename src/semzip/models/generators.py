@@ -128,7 +128,7 @@ def _local_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
 def load_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
                   allow_download: bool = False) -> tuple[Any, Path]:
     """Load a diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default."""
-    from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, is_hub_id
+    from semzip.models.torch_utils import dtype_kwarg, hub_folder, hub_offline, is_hub_id
 
     local = Path(path).expanduser()
     if not allow_download and not local.exists() and is_hub_id(str(path)):
@@ -156,7 +156,7 @@ class _DiffusersGenerator(ImageGenerator):
     size_multiple = 8
 
     def _setup(self, path: Path, device: str | None, dtype: Any, batch_size: int, size: Any, embed_norm: Any):
-        from semzip.models.encoders import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import resolve_device, resolve_dtype
 
         self.path = path
         self.device = resolve_device(device)
@@ -267,7 +267,7 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         space: str = STABLE_UNCLIP_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.encoders import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -339,7 +339,7 @@ class KandinskyV22Generator(_DiffusersGenerator):
         space: str = KANDINSKY22_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.encoders import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)

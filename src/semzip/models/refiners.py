@@ -153,8 +153,8 @@ class IdentityRefiner(Refiner):
 def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
           allow_download: bool, **components: Any) -> tuple[Any, Path | str]:
     """A diffusers pipeline by class name from a local folder (or the hub if allowed), safety checker off."""
-    from semzip.models.encoders import dtype_kwarg, hub_folder, hub_offline, is_hub_id
     from semzip.models.generators import _local_folder
+    from semzip.models.torch_utils import dtype_kwarg, hub_folder, hub_offline, is_hub_id
 
     local = Path(path).expanduser()
     if not allow_download and not local.exists() and is_hub_id(str(path)):
@@ -195,7 +195,7 @@ class _DiffusersRefiner(Refiner):
 
     def _setup(self, device: str | None, dtype: Any, batch_size: int, negative_prompt: str,
                max_side: int | None) -> None:
-        from semzip.models.encoders import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -364,7 +364,7 @@ class ControlNetTileRefiner(_DiffusersRefiner):
         conditioning_scale: float | None = None,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.encoders import dtype_kwarg, hub_offline
+        from semzip.models.torch_utils import dtype_kwarg, hub_offline
 
         self._setup(device, dtype, batch_size, negative_prompt, max_side)
         cn_local = Path(controlnet_path).expanduser()

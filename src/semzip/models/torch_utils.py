@@ -1,0 +1,128 @@
+"""Torch and Hugging Face hub helpers shared by the model backends (encoders, captioners, generators, refiners).
+
+torch, transformers, diffusers and huggingface_hub are imported inside the functions only, so importing this
+module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from semzip.errors import InvalidInputError, MissingModelError
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` as given, or ``"cuda"`` when available, else ``"cpu"``."""
+    if device:
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_DTYPES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
+
+
+def resolve_dtype(dtype: Any, device: str) -> Any:
+    """A torch dtype from ``"fp32"|"fp16"|"bf16"`` (or a torch dtype); fp16 on CPU falls back to fp32."""
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        out = dtype
+    else:
+        key = str(dtype).lower().removeprefix("torch.")
+        if key not in _DTYPES:
+            raise InvalidInputError(f"unknown precision {dtype!r}; use one of fp32, fp16, bf16")
+        out = getattr(torch, _DTYPES[key])
+    if out == torch.float16 and not str(device).startswith("cuda"):
+        return torch.float32  # fp16 matmuls are slow or missing on CPU
+    return out
+
+
+def dtype_kwarg(lib: Any, dtype: Any) -> dict[str, Any]:
+    """``dtype=`` for current transformers/diffusers, ``torch_dtype=`` for versions that predate it."""
+    if lib.__name__ == "diffusers":
+        import importlib
+
+        deprecation = importlib.import_module("diffusers.utils.deprecation_utils")
+        new = hasattr(deprecation, "_resolve_dtype")
+    else:
+        from packaging.version import Version
+
+        new = Version(lib.__version__).release >= (4, 56)
+    return {"dtype" if new else "torch_dtype": dtype}
+
+
+@contextmanager
+def hub_offline(active: bool = True) -> Iterator[None]:
+    """While active, forbid Hugging Face hub access (HF_HUB_OFFLINE=1), restoring the previous state after.
+
+    huggingface_hub reads the variable once at import, so its module constant is switched too.
+    """
+    if not active:
+        yield
+        return
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved_env = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ[k] = "1"
+    try:
+        import huggingface_hub.constants as hub_constants
+    except ImportError:
+        hub_constants = None
+    saved_const = getattr(hub_constants, "HF_HUB_OFFLINE", None)
+    if hub_constants is not None:
+        hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if hub_constants is not None:
+            hub_constants.HF_HUB_OFFLINE = saved_const
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def is_hub_id(s: str) -> bool:
+    """``owner/name`` (a Hugging Face hub id) that is not a path here."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not Path(s).expanduser().exists()
+
+
+def hub_folder(spec: str, allow_download: bool, what: str, hint: str) -> str:
+    """Where to load ``spec`` from: a local folder as is; a hub id from the local hub cache (its snapshot
+    folder), or, when downloads are allowed, the id itself (fetched on load). Anything else: MissingModelError."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return str(local)
+    if is_hub_id(spec):
+        if allow_download:
+            return spec
+        try:
+            from huggingface_hub import snapshot_download
+
+            with hub_offline(True):
+                return str(snapshot_download(spec, local_files_only=True))
+        except Exception:  # noqa: BLE001 - LocalEntryNotFoundError and friends
+            raise MissingModelError(
+                f"{what} {spec!r} is not in the local hub cache (HF_HOME); allow the download once with "
+                f"--allow-download, or pass a local folder. {hint}."
+            ) from None
+    raise MissingModelError(f"{what} folder not found: {spec}. {hint}, or allow the download of a hub id with "
+                            "--allow-download.")

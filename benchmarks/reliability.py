@@ -382,8 +382,8 @@ def hostile_section() -> tuple[str, dict]:
 def bad_images_section() -> str:
     from test_bad_images import _bad_folder
 
+    from semzip.data.folders import embed_folder
     from semzip.models.registry import load_encoder
-    from semzip.pipeline import embed_folder
 
     kinds = {
         "rgb.png": "RGB PNG (control)", "cmyk.jpg": "CMYK JPEG", "gray16.png": "16-bit grayscale PNG",

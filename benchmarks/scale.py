@@ -170,7 +170,7 @@ def child(spec: dict) -> dict:
         out["mean_cos"] = cos / pos
     elif step == "search":
         from semzip.api import decompress
-        from semzip.search import SearchIndex
+        from semzip.query.search import SearchIndex
 
         t = time.perf_counter()
         index = SearchIndex.from_archive(spec["output"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semzip.search import SearchIndex
+from semzip.query.search import SearchIndex
 
 
 def synthetic_index(n: int, n_atoms: int, d: int, k_max: int, seed: int = 0) -> SearchIndex:

@@ -16,9 +16,9 @@ import pytest
 from helpers import gradient_image
 from PIL import Image
 
+from semzip.data.folders import embed_folder
 from semzip.data.images import iter_images, list_images
 from semzip.models.registry import load_encoder
-from semzip.pipeline import embed_folder
 
 GOOD = {"rgb.png", "cmyk.jpg", "gray16.png", "palette.gif", "palette_alpha.png", "rgba.png", "exif_rot.jpg",
         "one_bit.bmp", "sub/nested.jpg"}

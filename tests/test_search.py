@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from semzip.api import compress_embeddings, decompress
-from semzip.search import SearchIndex
+from semzip.query.search import SearchIndex
 from semzip.sparse.synthetic import make_sparse_embeddings
 
 

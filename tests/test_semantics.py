@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from semzip.errors import InvalidInputError
-from semzip.semantics import blend, nearest_concepts
+from semzip.query.semantics import blend, nearest_concepts
 
 runner = CliRunner()
 

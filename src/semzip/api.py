@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from semzip.codecs import get_codec
+from semzip.data.folders import EmbeddedFolder, embed_folder
 from semzip.errors import InvalidInputError, ModelMismatchError, UnsupportedVersionError
 from semzip.format import (
     WRITABLE_VERSIONS,
@@ -24,7 +25,6 @@ from semzip.format import (
 )
 from semzip.format.names import RESERVED_FILES, output_files
 from semzip.outputs import output_folder
-from semzip.pipeline import EmbeddedFolder, embed_folder
 
 PathLike = str | os.PathLike
 
@@ -424,7 +424,7 @@ def embed_concepts(archive: PathLike, concepts: Sequence[str], device: str | Non
 def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Sequence[str] = (),
                weight: float = 0.5, device: str | None = None) -> np.ndarray:
     """An item's decoded embedding with concepts added (+weight) or removed (-weight), renormalised."""
-    from semzip.semantics import blend
+    from semzip.query.semantics import blend
 
     x = decompress(archive, items=[item])[0]
     concepts = list(add) + list(remove)
@@ -438,7 +438,7 @@ def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Se
 def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5,
                   device: str | None = None) -> list[list[tuple[str, float]]]:
     """The vocabulary words nearest to each dictionary atom (the "dictionary is semantic" probe)."""
-    from semzip.semantics import nearest_concepts
+    from semzip.query.semantics import nearest_concepts
 
     with open_archive(archive) as c:
         if c.header.codec != "collection":
@@ -509,9 +509,9 @@ def compress_image_text(
     :func:`decompress_image_text` unless it is given others, so decoding is repeatable. ``progress(1)`` after
     each caption and each image coded (two steps per item).
     """
+    from semzip.data.folders import folder_files
     from semzip.data.images import iter_images
     from semzip.models.registry import load_captioner
-    from semzip.pipeline import folder_files
 
     src = Path(source)
     if src.is_dir():

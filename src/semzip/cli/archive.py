@@ -95,7 +95,7 @@ def search(
     open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
     thumbnail encoder has no text tower and refuses them."""
     from semzip.api import embed_concepts
-    from semzip.search import SearchIndex
+    from semzip.query.search import SearchIndex
 
     check_device(device)
     q = embed_concepts(archive, [query], device)[0]

@@ -230,7 +230,7 @@ def fill_store_from_folder(
     With a Ray executor (``semzip.scale.distributed.RayExecutor``) the shards are embedded by Ray Data actors that
     each hold the encoder (one per GPU when there are GPUs, unless ``device`` says where they run).
     """
-    from semzip.pipeline import folder_files
+    from semzip.data.folders import folder_files
 
     folder = Path(folder)
     paths, _others = folder_files(folder, recursive, strict, on_skip)

@@ -116,39 +116,6 @@ class ThumbnailGenerator(ImageGenerator):
 # diffusers backends
 
 
-def _local_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_dir() or not (p / "model_index.json").is_file():
-        raise MissingModelError(
-            f"{what} not found at {p}: expected a diffusers pipeline folder (with model_index.json). {hint}"
-        )
-    return p
-
-
-def load_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
-                  allow_download: bool = False) -> tuple[Any, Path]:
-    """Load a diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default."""
-    from semzip.models.torch_utils import dtype_kwarg, hub_folder, hub_offline, is_hub_id
-
-    local = Path(path).expanduser()
-    if not allow_download and not local.exists() and is_hub_id(str(path)):
-        local = Path(hub_folder(str(path), False, what, hint))  # a hub id from the local cache
-    if not allow_download or local.exists():
-        local = _local_folder(local, what, hint)
-    import diffusers
-
-    src = str(local) if local.exists() else str(path)
-    try:
-        with hub_offline(not allow_download):
-            pipe = getattr(diffusers, pipeline).from_pretrained(
-                src, local_files_only=not allow_download, **dtype_kwarg(diffusers, dtype)
-            )
-    except (OSError, ValueError) as exc:
-        raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device), local
-
-
 class _DiffusersGenerator(ImageGenerator):
     default_steps = 25
     default_guidance = 4.0
@@ -267,11 +234,11 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         space: str = STABLE_UNCLIP_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.torch_utils import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import load_diffusers_pipeline, resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.pipe, local = load_pipeline(
+        self.pipe, local = load_diffusers_pipeline(
             "StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
             "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
             "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,
@@ -339,11 +306,11 @@ class KandinskyV22Generator(_DiffusersGenerator):
         space: str = KANDINSKY22_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.torch_utils import resolve_device, resolve_dtype
+        from semzip.models.torch_utils import load_diffusers_pipeline, resolve_device, resolve_dtype
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.pipe, local = load_pipeline(
+        self.pipe, local = load_diffusers_pipeline(
             "KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
             "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
             "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,

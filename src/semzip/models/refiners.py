@@ -153,32 +153,13 @@ class IdentityRefiner(Refiner):
 def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
           allow_download: bool, **components: Any) -> tuple[Any, Path | str]:
     """A diffusers pipeline by class name from a local folder (or the hub if allowed), safety checker off."""
-    from semzip.models.generators import _local_folder
-    from semzip.models.torch_utils import dtype_kwarg, hub_folder, hub_offline, is_hub_id
+    from semzip.models.torch_utils import load_diffusers_pipeline
 
-    local = Path(path).expanduser()
-    if not allow_download and not local.exists() and is_hub_id(str(path)):
-        local = Path(hub_folder(str(path), False, what, hint))  # a hub id from the local cache
-    if not allow_download or local.exists():
-        local = _local_folder(local, what, hint)
-    import diffusers
-
-    src = str(local) if local.exists() else str(path)
-    try:
-        with hub_offline(not allow_download):
-            pipe = getattr(diffusers, pipeline).from_pretrained(
-                src,
-                local_files_only=not allow_download,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-                **components,
-                **dtype_kwarg(diffusers, dtype),
-            )
-    except (OSError, ValueError) as exc:
-        raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device), (local if local.exists() else str(path))
+    pipe, local = load_diffusers_pipeline(
+        pipeline, path, what, hint, dtype, device, allow_download,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, **components,
+    )
+    return pipe, (local if local.exists() else str(path))
 
 
 _SD_HINT = (

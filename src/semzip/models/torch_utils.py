@@ -126,3 +126,43 @@ def hub_folder(spec: str, allow_download: bool, what: str, hint: str) -> str:
             ) from None
     raise MissingModelError(f"{what} folder not found: {spec}. {hint}, or allow the download of a hub id with "
                             "--allow-download.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# diffusers pipelines
+
+
+def diffusers_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
+    """``path`` as a diffusers pipeline folder (with model_index.json), else MissingModelError."""
+    p = Path(path).expanduser()
+    if not p.is_dir() or not (p / "model_index.json").is_file():
+        raise MissingModelError(
+            f"{what} not found at {p}: expected a diffusers pipeline folder (with model_index.json). {hint}"
+        )
+    return p
+
+
+def load_diffusers_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
+                            allow_download: bool = False, **kwargs: Any) -> tuple[Any, Path]:
+    """A diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default.
+
+    ``kwargs`` go to ``from_pretrained`` (components, safety-checker switches). Returns the pipeline, moved to
+    ``device`` with its progress bar off, and the local folder (a path that does not exist when downloaded).
+    """
+    local = Path(path).expanduser()
+    if not allow_download and not local.exists() and is_hub_id(str(path)):
+        local = Path(hub_folder(str(path), False, what, hint))  # a hub id from the local cache
+    if not allow_download or local.exists():
+        local = diffusers_folder(local, what, hint)
+    import diffusers
+
+    src = str(local) if local.exists() else str(path)
+    try:
+        with hub_offline(not allow_download):
+            pipe = getattr(diffusers, pipeline).from_pretrained(
+                src, local_files_only=not allow_download, **kwargs, **dtype_kwarg(diffusers, dtype)
+            )
+    except (OSError, ValueError) as exc:
+        raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device), local

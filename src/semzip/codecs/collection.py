@@ -278,7 +278,7 @@ class CollectionCodec:
         require("torch", "torch", "dictionary learning")
         from semzip.sparse import DictionaryLearner
 
-        X = _normalised(validate_embeddings(data))
+        X = normalised(validate_embeddings(data))
         n, d = X.shape
         n_atoms = self.n_atoms or default_n_atoms(n)
         if n_atoms > n:
@@ -452,7 +452,7 @@ class CollectionCodec:
     # ------------------------------------------------------------------------------------ add
     def encode_more(self, container: Container, data: np.ndarray, progress=None) -> list[tuple[int, bytes]]:
         """Code new items on an archive's existing dictionary and models (old items are not touched)."""
-        X = _normalised(validate_embeddings(data))
+        X = normalised(validate_embeddings(data))
         D, models = self.load_state(container)
         if X.shape[1] != D.shape[1]:
             raise InvalidInputError(f"new embeddings have {X.shape[1]} dimensions, the archive's {D.shape[1]}")
@@ -466,7 +466,7 @@ class CollectionCodec:
         return blocks
 
 
-def _normalised(X: np.ndarray) -> np.ndarray:
+def normalised(X: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     if (norms == 0).any():
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])

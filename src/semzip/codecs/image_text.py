@@ -148,9 +148,9 @@ class ImageTextCodec:
         return Encoded(header, {}, blocks, names)
 
     def _check(self, caption: str) -> bytes:
-        from semzip.format.compact import _crc16, fingerprint_bytes
+        from semzip.format.compact import crc16, fingerprint_bytes
 
-        return _crc16(fingerprint_bytes(self.text.lm.fingerprint), caption.encode("utf-8")).to_bytes(2, "big")
+        return crc16(fingerprint_bytes(self.text.lm.fingerprint), caption.encode("utf-8")).to_bytes(2, "big")
 
     def _decode_captions(self, fields: Sequence[bytes], checked: bool, numbers: Sequence[int],
                          progress: Callable[[int], None] | None = None) -> list[str]:

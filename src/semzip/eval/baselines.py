@@ -145,7 +145,7 @@ class CompressAICodec(Codec):
         self.description = f"CompressAI zoo {arch} ({metric}-optimised, pretrained)"
 
     def available(self):
-        from semzip.models.lic import COMPRESSAI_QUALITIES, _zoo_cached
+        from semzip.models.lic import COMPRESSAI_QUALITIES, zoo_cached
         from semzip.models.registry import downloads_allowed
 
         top = COMPRESSAI_QUALITIES[self.arch]
@@ -159,7 +159,7 @@ class CompressAICodec(Codec):
                            f"{str(exc).splitlines()[0][:120]}); it needs a torchvision matching torch")
         import torch
 
-        missing = [q for q in self.qualities if not _zoo_cached(torch, self.arch, q, self.metric)]
+        missing = [q for q in self.qualities if not zoo_cached(torch, self.arch, q, self.metric)]
         if missing and not downloads_allowed():
             return False, (f"pretrained weights of {self.arch} quality {missing} are not in torch's hub cache "
                            f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded without --allow-download")

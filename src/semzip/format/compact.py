@@ -59,6 +59,7 @@ __all__ = [
     "OVERHEAD_SINGLE",
     "CompactHeader",
     "CompactRecord",
+    "crc16",
     "is_compact",
     "pack",
     "pack_lines",
@@ -94,7 +95,7 @@ def fingerprint_bytes(fingerprint: str) -> bytes:
         return hashlib.sha256(fingerprint.encode("utf-8")).digest()
 
 
-def _crc16(*parts: bytes) -> int:
+def crc16(*parts: bytes) -> int:
     crc = 0xFFFF
     for part in parts:
         crc = binascii.crc_hqx(part, crc)
@@ -124,7 +125,7 @@ class CompactRecord:
 
     def verify(self, check_data: bytes) -> None:
         """Raise CorruptedSectionError unless the stored check matches ``check_data``."""
-        if _crc16(*self._prefix, self.payload, check_data) != self.check:
+        if crc16(*self._prefix, self.payload, check_data) != self.check:
             raise CorruptedSectionError(
                 "caption check failed after decoding: the file is corrupt, or it was encoded with a "
                 "different model, adapter or codec, or this machine computes the model's probabilities differently"
@@ -160,7 +161,7 @@ def pack(payload: bytes, *, codec: int, fingerprint: str, check_data: bytes, fin
     else:
         raise InvalidInputError(f"compact layout must be 1, 2 or 3, got {layout!r}")
     payload = bytes(payload)
-    return head + payload + _crc16(fp, head, payload, bytes(check_data)).to_bytes(2, "big")
+    return head + payload + crc16(fp, head, payload, bytes(check_data)).to_bytes(2, "big")
 
 
 def pack_lines(
@@ -175,7 +176,7 @@ def pack_lines(
     out = [head]
     for i, (payload, data) in enumerate(zip(payloads, check_data, strict=True)):
         rec = encode_uvarint(len(payload)) + bytes(payload)
-        out += [rec, _crc16(fp, head, encode_uvarint(i), rec, bytes(data)).to_bytes(2, "big")]
+        out += [rec, crc16(fp, head, encode_uvarint(i), rec, bytes(data)).to_bytes(2, "big")]
     return b"".join(out)
 
 

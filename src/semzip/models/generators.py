@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from semzip.errors import InvalidInputError, MissingModelError
-from semzip.models.thumbnail import DEFAULT_GRID, ThumbnailDecoder, _check_size
+from semzip.models.thumbnail import DEFAULT_GRID, ThumbnailDecoder, check_size
 
 Progress = Callable[[int], None]
 
@@ -108,7 +108,7 @@ class ThumbnailGenerator(ImageGenerator):
         return out
 
     def params(self, seed=0, steps=None, guidance=None, size=None):
-        w, h = _check_size(size) if size is not None else self.decoder.size
+        w, h = check_size(size) if size is not None else self.decoder.size
         return {"generator": self.name, "space": self.space, "size": [w, h], "resample": "bicubic"}
 
 
@@ -131,7 +131,7 @@ class _DiffusersGenerator(ImageGenerator):
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise InvalidInputError("batch_size must be positive")
-        self.size = _check_size(size) if size is not None else None
+        self.size = check_size(size) if size is not None else None
         self._embed_norm = None if embed_norm is None else float(embed_norm)
         self._fingerprint: str | None = None
 
@@ -148,7 +148,7 @@ class _DiffusersGenerator(ImageGenerator):
         if steps < 1:
             raise InvalidInputError(f"steps must be at least 1, got {steps}")
         guidance = float(self.default_guidance if guidance is None else guidance)
-        w, h = _check_size(size) if size is not None else (self.size or self.default_size)
+        w, h = check_size(size) if size is not None else (self.size or self.default_size)
         if w % self.size_multiple or h % self.size_multiple:
             raise InvalidInputError(f"{self.name} needs width and height divisible by {self.size_multiple}")
         return steps, guidance, (w, h)

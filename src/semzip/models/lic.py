@@ -102,6 +102,7 @@ __all__ = [
     "deterministic_mode",
     "integer_digest",
     "load_lic",
+    "zoo_cached",
 ]
 
 
@@ -1053,7 +1054,7 @@ class CompressAILIC(LearnedImageCodec):
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                 raise ModelMismatchError(f"{checkpoint}: not a {arch} checkpoint ({first})") from None
         else:
-            if not allow_download and not _zoo_cached(torch, arch, quality, metric):
+            if not allow_download and not zoo_cached(torch, arch, quality, metric):
                 raise MissingModelError(
                     f"CompressAI zoo weights for {arch} quality {quality} ({metric}) are not in torch's hub "
                     f"cache ({Path(torch.hub.get_dir()) / 'checkpoints'}); pass --allow-download "
@@ -1133,7 +1134,7 @@ def _has_cdf_tables(net: Any) -> bool:
     return bool(found) and all(m._offset.numel() > 0 and m._quantized_cdf.numel() > 0 for m in found)
 
 
-def _zoo_cached(torch: Any, arch: str, quality: int, metric: str) -> bool:
+def zoo_cached(torch: Any, arch: str, quality: int, metric: str) -> bool:
     """Whether CompressAI's zoo file for (arch, quality, metric) sits in torch's hub cache."""
     try:
         from compressai.zoo.image import model_urls
@@ -1164,7 +1165,7 @@ def load_lic(spec: str = "tiny", **kw: Any) -> LearnedImageCodec:
     ``compressai:<arch>:<quality>`` | ``compressai:<arch>:<checkpoint file>``."""
     if not isinstance(spec, str) or not spec:
         raise InvalidInputError("LIC spec must be a non-empty string")
-    from semzip.models.registry import _searched, downloads_allowed, locate
+    from semzip.models.registry import downloads_allowed, locate, with_searched_folders
 
     kind, _, arg = spec.partition(":")
     try:
@@ -1178,7 +1179,7 @@ def load_lic(spec: str = "tiny", **kw: Any) -> LearnedImageCodec:
                 return CompressAILIC(arch, int(q), **kw)
             return CompressAILIC(arch, 1, checkpoint=locate(q) if q else None, **kw)
     except MissingModelError as exc:
-        raise _searched(exc) from None
+        raise with_searched_folders(exc) from None
     raise InvalidInputError(
         f"unknown LIC {spec!r}; use tiny, tiny:<weights.safetensors>, compressai:<arch>:<quality> or "
         "compressai:<arch>:<checkpoint>"

@@ -65,13 +65,13 @@ def _check_inputs(images: Sequence[Any], captions: Sequence[str] | None) -> tupl
 
 
 def _sizes(arrays: list[np.ndarray], sizes: Any) -> list[Size]:
-    from semzip.models.thumbnail import _check_size
+    from semzip.models.thumbnail import check_size
 
     if sizes is None:
         return [(a.shape[1], a.shape[0]) for a in arrays]
     if len(sizes) == 2 and all(isinstance(s, (int, np.integer)) for s in sizes):
-        return [_check_size(sizes)] * len(arrays)
-    out = [_check_size(s) for s in sizes]
+        return [check_size(sizes)] * len(arrays)
+    out = [check_size(s) for s in sizes]
     if len(out) != len(arrays):
         raise InvalidInputError(f"{len(arrays)} images but {len(out)} sizes")
     return out

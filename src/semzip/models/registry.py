@@ -128,7 +128,8 @@ def _with_defaults(loader: Loader, kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def _searched(exc: MissingModelError) -> MissingModelError:
+def with_searched_folders(exc: MissingModelError) -> MissingModelError:
+    """``exc`` with the model folders searched and how to name one appended."""
     dirs = model_dirs()
     where = ", ".join(str(d) for d in dirs) if dirs else "none given"
     return MissingModelError(
@@ -175,7 +176,7 @@ def _load(loader: Loader, arg: str | None, kw: dict[str, Any]) -> Any:
     try:
         return loader(arg, **_with_defaults(loader, kw))
     except MissingModelError as exc:
-        raise _searched(exc) from None
+        raise with_searched_folders(exc) from None
 
 
 def load_encoder(spec: str = "thumbnail", **kw: Any) -> Any:

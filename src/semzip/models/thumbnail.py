@@ -121,7 +121,7 @@ class ThumbnailDecoder:
 
     def __init__(self, grid: int = DEFAULT_GRID, size: tuple[int, int] = (256, 256)) -> None:
         self.grid = _check_grid(grid)
-        self.size = _check_size(size)
+        self.size = check_size(size)
         self.dim = thumbnail_dim(self.grid)
         self.space = thumbnail_space(self.grid)
         self.scale = scale_component(self.grid)
@@ -146,7 +146,7 @@ class ThumbnailDecoder:
 
     def decode(self, embeddings: np.ndarray, size: tuple[int, int] | None = None) -> list[np.ndarray]:
         """RGB uint8 images (H, W, 3) of ``size`` = (W, H) (default: the decoder's size)."""
-        w, h = _check_size(size) if size is not None else self.size
+        w, h = check_size(size) if size is not None else self.size
         out = []
         for thumb in self.thumbnails(embeddings):
             up = thumb if (w, h) == (self.grid, self.grid) else _resize_float(thumb, (w, h))
@@ -157,7 +157,7 @@ class ThumbnailDecoder:
         return {"space": self.space, "grid": self.grid, "size": list(self.size)}
 
 
-def _check_size(size: Any) -> tuple[int, int]:
+def check_size(size: Any) -> tuple[int, int]:
     try:
         w, h = (int(s) for s in size)
     except (TypeError, ValueError):

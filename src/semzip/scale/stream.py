@@ -273,10 +273,10 @@ def _store(root: str) -> EmbeddingStore:
 
 
 def _normalised_rows(store_root: str, shard: int, rows: np.ndarray | None = None) -> np.ndarray:
-    from semzip.codecs.collection import _normalised
+    from semzip.codecs.collection import normalised
 
     x = _store(store_root).read_shard(shard).embeddings
-    return _normalised(x if rows is None else x[rows])
+    return normalised(x if rows is None else x[rows])
 
 
 def _learner(params: dict, D: np.ndarray | None = None) -> Any:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from semzip.errors import InvalidInputError
-from semzip.sparse.omp import _densify, batch_omp, reconstruct, resolve_dtype, to_tensor
+from semzip.sparse.omp import batch_omp, densify, reconstruct, resolve_dtype, to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -261,7 +261,7 @@ class DictionaryLearner:
         self._setup()
         Xt = self._tensor(X)
         idx, coef, _ = self._code(Xt, self._D)
-        C = _densify(idx, coef, self.n_atoms)
+        C = densify(idx, coef, self.n_atoms)
         return (C.T @ C).double().cpu().numpy(), (C.T @ Xt).double().cpu().numpy(), int(Xt.shape[0])
 
     def update_from_stats(self, A: Any, B: Any, n_samples: int) -> DictionaryLearner:
@@ -293,7 +293,7 @@ class DictionaryLearner:
         self._setup()
         Xt = self._tensor(X)
         idx, coef, res2 = self._code(Xt, self._D)
-        C = _densify(idx, coef, self.n_atoms)
+        C = densify(idx, coef, self.n_atoms)
         valid = idx >= 0
         import torch
 
@@ -446,7 +446,7 @@ class DictionaryLearner:
 
     def _online_step(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         idx, coef, res2 = self._code(X, self._D)
-        C = _densify(idx, coef, self.n_atoms)
+        C = densify(idx, coef, self.n_atoms)
         self._fold_stats(C.T @ C, C.T @ X, X.shape[0])
         self._note_usage(X, idx, coef, res2)
         self._update_atoms()

@@ -20,7 +20,7 @@ from semzip.errors import InvalidInputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["batch_omp", "cosine_similarity", "fit_coefs", "reconstruct", "resolve_dtype", "to_tensor"]
+__all__ = ["batch_omp", "cosine_similarity", "densify", "fit_coefs", "reconstruct", "resolve_dtype", "to_tensor"]
 
 # Memory budget (bytes) for the per-batch buffer of selected Gram rows, which sets the default batch size.
 _GRAM_BUFFER_BYTES = 256 * 2**20
@@ -252,7 +252,7 @@ def batch_omp(
         res[start : start + batch_size] = r
 
     if return_dense:
-        out: tuple = (_densify(idx, coef, K),)
+        out: tuple = (densify(idx, coef, K),)
     else:
         out = (idx, coef)
     if return_residual:
@@ -262,7 +262,7 @@ def batch_omp(
     return out[0] if len(out) == 1 else out
 
 
-def _densify(idx: torch.Tensor, coef: torch.Tensor, n_atoms: int) -> torch.Tensor:
+def densify(idx: torch.Tensor, coef: torch.Tensor, n_atoms: int) -> torch.Tensor:
     import torch
 
     dense = torch.zeros((idx.shape[0], n_atoms), dtype=coef.dtype, device=coef.device)

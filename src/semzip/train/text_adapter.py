@@ -527,7 +527,7 @@ class _Trainer:
         from safetensors.torch import load_file
 
         from semzip.models.intlm.adapter import HF_TARGETS
-        from semzip.models.intlm.convert import _hf_unpermute
+        from semzip.models.intlm.convert import hf_unpermute
 
         sd = load_file(str(folder / ("best.safetensors" if best else "lora.safetensors")))
         heads = {"attn_q": self.config.num_attention_heads,
@@ -542,6 +542,6 @@ class _Trainer:
             target = HF_TARGETS[next(p for p in parts if p in HF_TARGETS)]
             bm = b.double().numpy() * self.cfg.scaling
             if target in heads:
-                bm = _hf_unpermute(bm, int(heads[target]))
+                bm = hf_unpermute(bm, int(heads[target]))
             out[f"blk.{layer}.{target}"] = (a.double().numpy(), np.ascontiguousarray(bm))
         return out

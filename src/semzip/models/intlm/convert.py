@@ -161,7 +161,7 @@ def convert_gguf(path: str, adapter: Any = None) -> tuple[IntLMConfig, dict[str,
     return cfg, arrays, tok
 
 
-def _hf_unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
+def hf_unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
     """HF rotate-half q/k rows -> GGUF's adjacent-pair layout (what llama.cpp's converter does)."""
     rows, cols = w.shape
     return w.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
@@ -216,9 +216,9 @@ def convert_safetensors(folder: str, adapter: Any = None) -> tuple[IntLMConfig, 
                     arrays[target] = _f32_vector_q16(bits, key)
                     continue
                 if target.endswith("attn_q"):
-                    bits = _hf_unpermute(bits, n_heads)
+                    bits = hf_unpermute(bits, n_heads)
                 elif target.endswith("attn_k"):
-                    bits = _hf_unpermute(bits, n_kv)
+                    bits = hf_unpermute(bits, n_kv)
                 v, frac = _row_fraction_f32(bits)
                 delta = adapter.delta(target) if adapter is not None else None
                 if delta is not None:

@@ -6,8 +6,7 @@ torch, diffusers, open_clip and friends are imported lazily by the backends that
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from semzip._version import __version__
 from semzip.errors import SemzipError
 
 __all__ = ["SemzipError", "__version__"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semzip import __version__
 from semzip._optional import require
+from semzip._version import __version__
 from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
 from semzip.entropy import MAX_ALPHABET, CategoricalModel, Decoder, Encoder, decode_symbols, encode_symbols

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from semzip import __version__
+from semzip._version import __version__
 from semzip.codecs.base import Encoded
 from semzip.data.embeddings import validate_embeddings
 from semzip.entropy import CategoricalModel, decode_symbols, encode_symbols

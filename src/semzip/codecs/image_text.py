@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from semzip import __version__
+from semzip._version import __version__
 from semzip.codecs.base import Encoded
 from semzip.errors import CorruptedSectionError, EntropyDecodeError, InvalidInputError, ModelMismatchError
 from semzip.format import Container, Header, ModelRef, check_container, check_header

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from semzip import __version__
+from semzip._version import __version__
 from semzip.codecs.embeddings import ScalarQuantCodec
 from semzip.entropy import CategoricalModel, Decoder, Encoder
 from semzip.errors import InvalidInputError

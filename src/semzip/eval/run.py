@@ -245,7 +245,7 @@ def run_eval(
 
 
 def _assemble(ds: Dataset, codec_objs, metric_objs, availability, points, summary: EvalSummary, anchor) -> dict:
-    from semzip import __version__
+    from semzip._version import __version__
     from semzip.eval.bdrate import bd_table
 
     unavailable: dict[str, str] = {}

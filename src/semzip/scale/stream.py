@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from semzip import __version__
+from semzip._version import __version__
 from semzip.errors import InvalidInputError
 from semzip.format.container import as_new_output
 from semzip.scale.shards import embed_shard, folder_plan

@@ -177,7 +177,7 @@ _LICS: dict = {}
 
 def stub_image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel=None,
                           adapter=None, **_):
-    """What ``semzip.api._image_text_codec`` builds, with the stub caption coder (the LIC is real; no caption
+    """What ``semzip.api.image_text_codec`` builds, with the stub caption coder (the LIC is real; no caption
     adapter: an archive that names one is refused)."""
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
@@ -641,12 +641,12 @@ def stubbed_caption_model() -> Iterator[None]:
     """Decode image-text archives with the stub caption coder (and the real tiny LIC)."""
     from semzip import api
 
-    saved = api._image_text_codec
-    api._image_text_codec = stub_image_text_codec
+    saved = api.image_text_codec
+    api.image_text_codec = stub_image_text_codec
     try:
         yield
     finally:
-        api._image_text_codec = saved
+        api.image_text_codec = saved
 
 
 def run_one(craft: Craft, work: Path, reference: str | None, add_npy: Path | None = None) -> tuple[Outcome, str]:

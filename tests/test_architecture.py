@@ -140,3 +140,17 @@ def test_the_checks_catch_a_violation():
     ring = {"semzip.a.x": {"semzip.a.y"}, "semzip.a.y": {"semzip.a.z"}, "semzip.a.z": {"semzip.a.x"},
             "semzip.a": {"semzip.a.x"}}
     assert _cycles(ring) == [["semzip.a.x", "semzip.a.y", "semzip.a.z"]]
+
+
+def test_the_public_api_is_reexported_lazily():
+    """``semzip.compress_folder`` and friends work from the package, and ``import semzip`` still loads no
+    backend (the API module loads on first use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, semzip; assert 'semzip.api' not in sys.modules and 'torch' not in sys.modules; "
+            "import semzip.api; assert semzip.compress_folder is semzip.api.compress_folder; "
+            "assert all(getattr(semzip, n) is not None for n in semzip.__all__); "
+            "assert set(semzip.__all__) <= set(dir(semzip))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -454,7 +454,7 @@ def atom_concepts(archive: PathLike, vocabulary: Sequence[str], top_k: int = 5,
 # ----------------------------------------------------------------------------------------------- image-text
 
 
-def _image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str | None = None,
+def image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel: str | None = None,
                       adapter: PathLike | None = None):
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
@@ -537,7 +537,7 @@ def compress_image_text(
         from semzip.models.intlm.adapter import load_adapter
 
         caption_adapter = load_adapter(caption_adapter)
-    codec = _image_text_codec(lic, language, scale, adapter=caption_adapter)  # models load before captioning
+    codec = image_text_codec(lic, language, scale, adapter=caption_adapter)  # models load before captioning
     texts = cap.caption([a for _, a in loaded], max_words=max_words, names=[str(p) for p, _ in loaded])
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
     from semzip.models.registry import (
@@ -616,7 +616,7 @@ def decompress_image_text(
         ref = load_refiner(refiner, **device_kw("refiner", refiner, device))
         ref.params(seed=seed, steps=steps, strength=strength, guidance=guidance)
         found = _load_originals(originals, names, note)
-        codec = _image_text_codec(lic or h.params.get("lic_spec", "tiny"),
+        codec = image_text_codec(lic or h.params.get("lic_spec", "tiny"),
                                   language or h.params.get("language_spec", "smollm2-135m"), float(h.params["scale"]),
                                   caption_codec(h), adapter=caption_adapter)
         decoded = codec.decode_items(c, numbers, progress)
@@ -672,15 +672,15 @@ def decode_digest(path: PathLike, language: str | None = None, adapter: PathLike
     c = Container.from_bytes(data)
     h = c.header
     if h.codec == "image-text":
-        from semzip.codecs.image_text import _caption_checked, caption_codec, unpack_item
+        from semzip.codecs.image_text import caption_checked, caption_codec, unpack_item
         from semzip.models.lic import LICShape
 
-        codec = _image_text_codec(h.params.get("lic_spec", "tiny"), language or h.params.get("language_spec",
+        codec = image_text_codec(h.params.get("lic_spec", "tiny"), language or h.params.get("language_spec",
                                   "smollm2-135m"), float(h.params["scale"]), caption_codec(h), adapter=adapter)
         codec.check_models(h)
         lic = codec.lic
         items = [unpack_item(c.block(c.locate(i)[0])) for i in range(h.n_items)]
-        texts = codec._decode_captions([f for _, _, f in items], _caption_checked(h), list(range(h.n_items)))
+        texts = codec._decode_captions([f for _, _, f in items], caption_checked(h), list(range(h.n_items)))
         lic_digests = []
         for shape_bytes, streams, _ in items:
             if not hasattr(lic, "decode_integers"):

@@ -200,7 +200,7 @@ class ImageTextCodec:
                 f"the archive's captions use text codec {caption_codec(container.header)}, this coder is codec "
                 f"{self.text.codec_id}")
         numbers = list(range(container.header.n_items) if items is None else items)
-        checked = _caption_checked(container.header)
+        checked = caption_checked(container.header)
         parts = []
         for i in numbers:
             blk, _ = container.locate(i)
@@ -231,7 +231,7 @@ def caption_codec(header: Header) -> int:
     return int(value)
 
 
-def _caption_checked(header: Header) -> bool:
+def caption_checked(header: Header) -> bool:
     mode = header.params.get("caption_check")
     if mode not in (None, CAPTION_CHECK):
         raise CorruptedSectionError(f"unknown caption check {mode!r} (written by a newer semzip?)")
@@ -251,7 +251,7 @@ def stream_split(container: Container) -> list[dict]:
     check_container(container)
     _check_one_item_per_block(container)
     n = container.header.n_items
-    check = 2 if _caption_checked(container.header) else 0
+    check = 2 if caption_checked(container.header) else 0
     overhead = container.size - sum(b.length for b in container.blocks) + check * n
     rows = []
     for i in range(len(container.blocks)):

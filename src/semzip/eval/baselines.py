@@ -296,7 +296,7 @@ class ImageTextEvalCodec(Codec):
         return [RatePoint(f"scale={s}", {"scale": float(s)}) for s in self.scales]
 
     def run(self, dataset, images, point, workdir):
-        from semzip.api import _image_text_codec
+        from semzip.api import image_text_codec
         from semzip.codecs.image_text import pack_item, unpack_item
         from semzip.format import Header, pack
         from semzip.models.lic import LICShape
@@ -305,7 +305,7 @@ class ImageTextEvalCodec(Codec):
         missing = [it.name for it in dataset.items if not it.caption]
         if missing:
             raise InvalidInputError(f"image-text needs a caption per image (--captions); none for {missing[0]}")
-        codec = _image_text_codec(self.lic, self.language, point.params["scale"])
+        codec = image_text_codec(self.lic, self.language, point.params["scale"])
         refiner = load_refiner(self.refiner)
         decoded, sizes = [], []
         new = sorted({it.caption for it in dataset.items} - set(self._captions))

@@ -70,9 +70,9 @@ def _jsonable(x):
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    from semzip.format import atomic_write  # a unique temporary name, fsync, the usual permissions
+
+    atomic_write(path, data)
 
 
 def thumb_strip(images: Sequence[np.ndarray], height: int = THUMB_HEIGHT) -> bytes:

@@ -31,7 +31,6 @@ import inspect
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,7 +42,7 @@ import numpy as np
 
 from semzip.cache import cache_root
 from semzip.errors import InvalidInputError, MissingModelError
-from semzip.format.container import as_new_output
+from semzip.format.container import atomic_write
 
 __all__ = [
     "DEFAULT_LANGUAGE_MODEL",
@@ -99,16 +98,7 @@ def _sha256_file(path: Path) -> str:
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        as_new_output(tmp)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def file_fingerprint(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:

@@ -277,6 +277,12 @@ def test_cli_text_with_adapter(trained, tiny_llama_folder, tmp_path):
     assert r.exit_code == 2 and "adapter file not found" in r.output
     r = runner.invoke(app, ["text", "train", "--help"])
     assert r.exit_code == 0 and "--resume" in r.output and "validation" in r.output
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    r = runner.invoke(app, ["text", "train", str(corpus), "-o", str(tmp_path / "cli.adapter"), *model, "--rank",
+                            "1", "--epochs", "1", "--batch-size", "4"], env={"SEMZIP_PROGRESS_INTERVAL": "0"})
+    assert r.exit_code == 0, r.output  # in a log: the shared progress lines, with counts and a rate
+    assert "training steps: 1/" in r.output and "done in" in r.output and (tmp_path / "cli.adapter").is_file()
 
 
 def test_image_text_archives_record_and_require_the_adapter(trained, tiny_llama_folder, tmp_path):

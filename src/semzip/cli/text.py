@@ -15,6 +15,7 @@ encoded in memory first and each output is written atomically: an error leaves n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -290,7 +291,6 @@ def train(
     Use it with 'semzip text compress/decompress --adapter FILE': decoding needs the same file, and files stay integer-exact on every machine.
     """
     import logging
-    import sys
 
     from semzip.train.text_adapter import load_adapter_config, read_corpus, train_adapter
 
@@ -305,17 +305,19 @@ def train(
         _err.print(line, highlight=False, markup=False)
         log.info(line)
 
-    state = {"last": 0.0}
+    epoch = contextlib.ExitStack()  # the shared progress (bar or plain lines), one per epoch's optimiser steps
+    advance: list = []
 
     def progress(done: int, total: int) -> None:
-        import time
+        if not advance:
+            advance.append(epoch.enter_context(_progress(total, "training steps")))
+        advance[0](1)
+        if done == total:
+            advance.clear()
+            epoch.close()
 
-        now = time.monotonic()
-        if done == total or now - state["last"] > (2 if sys.stderr.isatty() else 30):
-            state["last"] = now
-            _err.print(f"  step {done}/{total}", highlight=False, markup=False)
-
-    result = train_adapter(captions, output, cfg, resume=resume, say=say, progress=progress, force=force)
+    with epoch:
+        result = train_adapter(captions, output, cfg, resume=resume, say=say, progress=progress, force=force)
     say(f"adapter {result.path}: {result.size_bytes} bytes, best epoch {result.best_epoch}, "
         f"{result.seconds:.0f} s in this run; validation payload {result.val_payload_bytes:.2f} B per caption "
         f"(plain model {result.base_val_payload_bytes:.2f} B)")

@@ -12,6 +12,18 @@ the entropy models of the per-item symbols; per item it holds a sparse code:
 Embeddings are compared by direction only (CLIP similarity is a cosine), so the first weight's magnitude is
 never sent: the decoder rebuilds ``sign * (atom[first] + sum ratio_j * atom[rest_j])`` and normalises it.
 Items are coded in blocks (one range-coder stream each) indexed by the container for random access.
+
+Coding a collection goes through public stages, which every engine calls (the in-memory :meth:`compress`
+here, the streaming and Ray engines of :mod:`semzip.scale.stream` on shards):
+
+    plan             n_atoms and the sparsity cap for n items (:meth:`CollectionCodec.plan`), the learner's
+                     parameters (:meth:`CollectionCodec.learner_params`)
+    quantize         the learned atoms -> the stored dictionary and the decoder's atoms (:meth:`quantize`)
+    code             items -> integer sparse codes over the decoder's atoms (:meth:`code`)
+    histograms       codes -> symbol counts (:meth:`histograms`); counts of disjoint parts add up
+    fit_models       summed counts -> the entropy models (:meth:`fit_models`)
+    encode_blocks    codes -> range-coded item blocks (:meth:`encode_blocks`, :meth:`decode_block` back)
+    assemble         dictionary, models and fit information -> the header and the stored-once sections
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +103,35 @@ class SparseCodes:
             self.counts[start:stop], self.first[start:stop], self.sign[start:stop], self.rest[a:b], self.ratios[a:b]
         )
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[SparseCodes]) -> SparseCodes:
+        """The codes of several sets of items, one after the other (no parts: no items)."""
+        if not parts:
+            z = np.zeros(0, np.int64)
+            return cls(z, z, z, z, z)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+
+def pack_models(models: Sequence[CategoricalModel]) -> bytes:
+    """Categorical models as one byte string: each model's table, prefixed by its length (u32)."""
+    parts = [m.to_bytes() for m in models]
+    return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+
+
+def unpack_models(data: bytes, count: int, what: str) -> tuple[list[CategoricalModel], int]:
+    """The first ``count`` models that :func:`pack_models` wrote at the start of ``data``, and the bytes they
+    take; ``what`` names them in the error a truncated string raises."""
+    models, pos = [], 0
+    for _ in range(count):
+        if pos + 4 > len(data):
+            raise CorruptedSectionError(f"{what} are truncated")
+        (n,) = struct.unpack_from("<I", data, pos)
+        if pos + 4 + n > len(data):
+            raise CorruptedSectionError(f"{what} are truncated")
+        models.append(CategoricalModel.from_bytes(data[pos + 4 : pos + 4 + n]))
+        pos += 4 + n
+    return models, pos
+
 
 @dataclass
 class EntropyModels:
@@ -101,23 +143,58 @@ class EntropyModels:
     sign: CategoricalModel
 
     def to_bytes(self) -> bytes:
-        parts = [m.to_bytes() for m in (self.count, self.index, self.ratio, self.sign)]
-        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+        return pack_models([self.count, self.index, self.ratio, self.sign])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EntropyModels:
-        models, pos = [], 0
-        for _ in range(4):
-            if pos + 4 > len(data):
-                raise CorruptedSectionError("collection entropy models are truncated")
-            (n,) = struct.unpack_from("<I", data, pos)
-            if pos + 4 + n > len(data):
-                raise CorruptedSectionError("collection entropy models are truncated")
-            models.append(CategoricalModel.from_bytes(data[pos + 4 : pos + 4 + n]))
-            pos += 4 + n
+        models, pos = unpack_models(data, 4, "collection entropy models")
         if pos != len(data):
             raise CorruptedSectionError("collection entropy models have trailing bytes")
         return cls(*models)
+
+
+@dataclass
+class SymbolCounts:
+    """How often each symbol of each kind occurs in a set of codes: what the entropy models are fit on.
+
+    Counts of disjoint parts of a collection add up (``a + b``) to the counts of the whole, so the streaming
+    engine sums its shards' counts and fits the same models the in-memory engine fits on all the codes.
+    """
+
+    count: np.ndarray  # (sparsity,) items per number of atoms, minus one
+    index: np.ndarray  # (n_atoms,) uses of each atom, first or not
+    ratio: np.ndarray  # (2 * weight_levels + 1,) ratio symbols
+    sign: np.ndarray  # (2,) signs of the first weight
+
+    def __add__(self, other: SymbolCounts) -> SymbolCounts:
+        return SymbolCounts(*(getattr(self, f) + getattr(other, f) for f in SymbolCounts.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class CollectionPlan:
+    """What a collection of ``n_items`` items is coded with: the codec's settings resolved for its size."""
+
+    n_items: int
+    n_atoms: int
+    sparsity: int  # atoms per item at most: the codec's sparsity, never more than n_atoms
+
+
+@dataclass
+class QuantizedDictionary:
+    """The learned atoms as the archive stores them and as the decoder sees them."""
+
+    symbols: np.ndarray  # (n_atoms, dim) integer values in [0, 2 * levels]
+    step: float  # the quantiser's step (``atom_step`` in the header)
+    atoms: np.ndarray  # (n_atoms, dim) float32: dequantised and renormalised, what items are coded over
+    blob: bytes  # the dictionary section
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.symbols.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.symbols.shape[1])
 
 
 class CollectionCodec:
@@ -180,11 +257,47 @@ class CollectionCodec:
 
     @property
     def weight_levels(self) -> int:
-        return int(math.ceil(self.weight_clip / self.weight_step))
+        return math.ceil(self.weight_clip / self.weight_step)
+
+    # ------------------------------------------------------------------------------------ plan
+    def plan(self, n_items: int) -> CollectionPlan:
+        """Resolve the settings for a collection of ``n_items``: the dictionary size (``n_atoms``, or the
+        default for the size) and the sparsity cap; refuses more atoms than items."""
+        n_atoms = self.n_atoms or default_n_atoms(n_items)
+        if n_atoms > n_items:
+            raise InvalidInputError(f"--n-atoms {n_atoms} exceeds the {n_items} items; use fewer atoms")
+        return CollectionPlan(n_items=n_items, n_atoms=n_atoms, sparsity=min(self.sparsity, n_atoms))
+
+    def learner_params(self, plan: CollectionPlan, **overrides: Any) -> dict[str, Any]:
+        """Keyword arguments of the :class:`~semzip.sparse.DictionaryLearner` that learns ``plan``'s
+        dictionary: the codec's settings, then ``overrides`` (an engine's own epochs, batches or device)."""
+        params = {
+            "n_atoms": plan.n_atoms, "n_nonzero": plan.sparsity, "min_cosine": self.min_cosine,
+            "max_epochs": self.max_epochs, "batch_size": self.batch_size, "random_state": self.random_state,
+            "device": self.device, "verbose": self.verbose,
+        }
+        return params | overrides
+
+    def coding_params(self, plan: CollectionPlan) -> dict[str, Any]:
+        """The parameters that fix how items are coded once the dictionary is learned (``CollectionCodec(
+        **coding_params(plan))`` codes as this codec does): what a worker needs, and what identifies a run."""
+        return {
+            "n_atoms": plan.n_atoms, "sparsity": plan.sparsity, "min_cosine": self.min_cosine,
+            "atom_bits": self.atom_bits, "weight_step": self.weight_step, "weight_clip": self.weight_clip,
+            "block_size": self.block_size, "random_state": self.random_state,
+        }
+
+    # ------------------------------------------------------------------------------------ dictionary
+    def quantize(self, D: np.ndarray) -> QuantizedDictionary:
+        """The learned atoms ``D`` quantised (``atom_bits``), the decoder's atoms, and the dictionary section."""
+        symbols, step = quantize_dictionary(D, self.atom_bits)
+        return QuantizedDictionary(symbols, step, dequantize_dictionary(symbols, step, self.atom_bits),
+                                   self.dictionary_blob(symbols))
 
     # ------------------------------------------------------------------------------------ sparse codes
-    def _code(self, X: np.ndarray, D: np.ndarray, k: int) -> SparseCodes:
-        """OMP over the decoder's atoms, then the integer symbols of each item."""
+    def code(self, X: np.ndarray, D: np.ndarray, k: int) -> SparseCodes:
+        """OMP of unit-norm items ``X`` over the decoder's atoms ``D`` (at most ``k`` atoms each), then the
+        integer symbols of each item."""
         require("torch", "torch", "sparse coding")
         from semzip.sparse import batch_omp
 
@@ -213,17 +326,29 @@ class CollectionCodec:
             ratios=rest_q[mask].astype(np.int64),
         )
 
-    def _fit_models(self, codes: SparseCodes, n_atoms: int, k_max: int) -> EntropyModels:
-        idx = np.concatenate([codes.first, codes.rest])
-        return EntropyModels(
-            count=CategoricalModel.from_counts(np.bincount(codes.counts - 1, minlength=k_max)),
-            index=CategoricalModel.from_counts(np.bincount(idx, minlength=n_atoms)),
-            ratio=CategoricalModel.from_counts(np.bincount(codes.ratios, minlength=2 * self.weight_levels + 1)),
-            sign=CategoricalModel.from_counts(np.bincount(codes.sign, minlength=2)),
+    # ------------------------------------------------------------------------------------ entropy models
+    def histograms(self, codes: SparseCodes, n_atoms: int, sparsity: int) -> SymbolCounts:
+        """Symbol counts of ``codes`` (items of at most ``sparsity`` atoms out of ``n_atoms``)."""
+        return SymbolCounts(
+            count=np.bincount(codes.counts - 1, minlength=sparsity),
+            index=np.bincount(np.concatenate([codes.first, codes.rest]), minlength=n_atoms),
+            ratio=np.bincount(codes.ratios, minlength=2 * self.weight_levels + 1),
+            sign=np.bincount(codes.sign, minlength=2),
         )
 
     @staticmethod
-    def _ideal_bits(codes: SparseCodes, m: EntropyModels) -> float:
+    def fit_models(counts: SymbolCounts) -> EntropyModels:
+        """The entropy models of the per-item symbols, fit on a collection's (summed) symbol counts."""
+        return EntropyModels(
+            count=CategoricalModel.from_counts(counts.count),
+            index=CategoricalModel.from_counts(counts.index),
+            ratio=CategoricalModel.from_counts(counts.ratio),
+            sign=CategoricalModel.from_counts(counts.sign),
+        )
+
+    @staticmethod
+    def ideal_bits(codes: SparseCodes, m: EntropyModels) -> float:
+        """What ``codes`` cost under the models ``m`` (an estimate: the range coder adds a few bits per block)."""
         return (
             m.count.ideal_bits(codes.counts - 1)
             + m.index.ideal_bits(np.concatenate([codes.first, codes.rest]))
@@ -231,8 +356,10 @@ class CollectionCodec:
             + m.ratio.ideal_bits(codes.ratios)
         )
 
+    # ------------------------------------------------------------------------------------ blocks
     @staticmethod
-    def _encode_block(codes: SparseCodes, m: EntropyModels) -> bytes:
+    def encode_block(codes: SparseCodes, m: EntropyModels) -> bytes:
+        """One block's range-coded symbols (counts, first atoms, signs, then the other atoms and ratios)."""
         enc = Encoder()
         enc.encode_categorical(codes.counts - 1, m.count)
         enc.encode_categorical(codes.first, m.index)
@@ -243,7 +370,8 @@ class CollectionCodec:
         return enc.to_bytes()
 
     @staticmethod
-    def _decode_block(payload: bytes, n: int, m: EntropyModels) -> SparseCodes:
+    def decode_block(payload: bytes, n: int, m: EntropyModels) -> SparseCodes:
+        """The codes of the ``n`` items of one block written by :meth:`encode_block`."""
         dec = Decoder(payload)
         counts = dec.decode_categorical(m.count, n) + 1
         first = dec.decode_categorical(m.index, n)
@@ -253,6 +381,19 @@ class CollectionCodec:
         ratios = dec.decode_categorical(m.ratio, n_rest) if n_rest else np.zeros(0, np.int64)
         dec.finish()
         return SparseCodes(counts, first, sign, rest, ratios)
+
+    def encode_blocks(
+        self, codes: SparseCodes, models: EntropyModels, progress: Callable[[int], None] | None = None
+    ) -> list[tuple[int, bytes]]:
+        """``codes`` range-coded in blocks of ``block_size`` items: (items, bytes) per block."""
+        n = len(codes.counts)
+        blocks = []
+        for start in range(0, n, self.block_size):
+            stop = min(n, start + self.block_size)
+            blocks.append((stop - start, self.encode_block(codes.slice(start, stop), models)))
+            if progress is not None:
+                progress(stop - start)
+        return blocks
 
     def reconstruct(self, codes: SparseCodes, D: np.ndarray) -> np.ndarray:
         """Decoded unit-norm embeddings from integer codes and the decoder's atoms."""
@@ -267,6 +408,26 @@ class CollectionCodec:
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(norms > 0, norms, 1).astype(np.float32)
 
+    # ------------------------------------------------------------------------------------ archive
+    def assemble(
+        self,
+        dictionary: QuantizedDictionary,
+        models: EntropyModels,
+        *,
+        sparsity: int,
+        fit: dict,
+        space: str | None = None,
+        pixels_per_item: int | None = None,
+        encoder: ModelRef | None = None,
+    ) -> tuple[Header, dict[str, bytes]]:
+        """The archive's header and stored-once sections (dictionary, models); the item blocks come from
+        :meth:`encode_blocks`. ``fit`` records how the dictionary was learned."""
+        header = self.make_header(
+            n_atoms=dictionary.n_atoms, dim=dictionary.dim, sparsity=sparsity, atom_step=dictionary.step,
+            fit=fit, space=space, pixels_per_item=pixels_per_item, encoder=encoder,
+        )
+        return header, {"dictionary": dictionary.blob, "models": models.to_bytes()}
+
     # ------------------------------------------------------------------------------------ compress
     def compress(
         self,
@@ -274,56 +435,52 @@ class CollectionCodec:
         names: Sequence[str] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Encoded:
-        """Learn the dictionary, code every item, and return the archive's parts."""
+        """Learn the dictionary, code every item, and return the archive's parts (the in-memory engine)."""
+        X = normalised(validate_embeddings(data))
+        plan = self.plan(len(X))
+        learner = self._learn(X, plan)
+        dictionary = self.quantize(learner.dictionary_)
+        codes, models, k = self._code_within_budget(X, dictionary, plan)
+        blocks = self.encode_blocks(codes, models, progress)
+        header, blobs = self.assemble(
+            dictionary, models, sparsity=k,
+            fit={"method": "online", "epochs": int(learner.n_iter_), "seed": self.random_state},
+        )
+        return Encoded(header, blobs, blocks, names)
+
+    def _learn(self, X: np.ndarray, plan: CollectionPlan) -> Any:
+        """The fitted dictionary learner (looked up in ``semzip.sparse`` at call time: benchmarks swap it)."""
         require("torch", "torch", "dictionary learning")
         from semzip.sparse import DictionaryLearner
 
-        X = normalised(validate_embeddings(data))
-        n, d = X.shape
-        n_atoms = self.n_atoms or default_n_atoms(n)
-        if n_atoms > n:
-            raise InvalidInputError(f"--n-atoms {n_atoms} exceeds the {n} items; use fewer atoms")
-        k_cap = min(self.sparsity, n_atoms)
-        learner = DictionaryLearner(
-            n_atoms=n_atoms,
-            n_nonzero=k_cap,
-            min_cosine=self.min_cosine,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            random_state=self.random_state,
-            device=self.device,
-            verbose=self.verbose,
-        ).fit(X)
-        qD, step = quantize_dictionary(learner.dictionary_, self.atom_bits)
-        D = dequantize_dictionary(qD, step, self.atom_bits)
-        dict_blob = self.dictionary_blob(qD)
-        fixed_bits = 8 * (len(dict_blob) + 600)  # + models and header, estimated
+        return DictionaryLearner(**self.learner_params(plan)).fit(X)
 
-        k = k_cap
-        codes = self._code(X, D, k)
-        models = self._fit_models(codes, n_atoms, k)
-        if self.bits_per_item is not None:  # largest sparsity whose estimated total rate fits the budget
-            while k > 1 and (self._ideal_bits(codes, models) + fixed_bits) / n > self.bits_per_item:
-                k -= 1
-                codes = self._code(X, D, k)
-                models = self._fit_models(codes, n_atoms, k)
-            est = (self._ideal_bits(codes, models) + fixed_bits) / n
-            if est > self.bits_per_item:
-                raise InvalidInputError(
-                    f"--bits-per-item {self.bits_per_item} cannot be met: even one atom per item costs about "
-                    f"{est:.1f} bits per item here (dictionary included); use fewer atoms or more items"
-                )
-        blocks = []
-        for start in range(0, n, self.block_size):
-            stop = min(n, start + self.block_size)
-            blocks.append((stop - start, self._encode_block(codes.slice(start, stop), models)))
-            if progress is not None:
-                progress(stop - start)
-        header = self.make_header(
-            n_atoms=n_atoms, dim=d, sparsity=k, atom_step=step,
-            fit={"method": "online", "epochs": int(learner.n_iter_), "seed": self.random_state},
-        )
-        return Encoded(header, {"dictionary": dict_blob, "models": models.to_bytes()}, blocks, names)
+    def _code_within_budget(
+        self, X: np.ndarray, dictionary: QuantizedDictionary, plan: CollectionPlan
+    ) -> tuple[SparseCodes, EntropyModels, int]:
+        """Codes, models and sparsity: ``plan.sparsity``, or with ``bits_per_item`` the largest sparsity whose
+        estimated total rate (dictionary included) fits the budget."""
+        n, D = len(X), dictionary.atoms
+
+        def code_and_fit(k: int) -> tuple[SparseCodes, EntropyModels]:
+            codes = self.code(X, D, k)
+            return codes, self.fit_models(self.histograms(codes, plan.n_atoms, k))
+
+        k = plan.sparsity
+        codes, models = code_and_fit(k)
+        if self.bits_per_item is None:
+            return codes, models, k
+        fixed_bits = 8 * (len(dictionary.blob) + 600)  # + models and header, estimated
+        while k > 1 and (self.ideal_bits(codes, models) + fixed_bits) / n > self.bits_per_item:
+            k -= 1
+            codes, models = code_and_fit(k)
+        est = (self.ideal_bits(codes, models) + fixed_bits) / n
+        if est > self.bits_per_item:
+            raise InvalidInputError(
+                f"--bits-per-item {self.bits_per_item} cannot be met: even one atom per item costs about "
+                f"{est:.1f} bits per item here (dictionary included); use fewer atoms or more items"
+            )
+        return codes, models, k
 
     def dictionary_blob(self, qD: np.ndarray) -> bytes:
         """The dictionary section: u32 length of the value table, the table, then the coded atom values."""
@@ -421,30 +578,33 @@ class CollectionCodec:
     def decode_codes(self, container: Container, items: Sequence[int] | None = None) -> SparseCodes:
         """Integer sparse codes of all items, or of ``items`` (reading only their blocks)."""
         _, models = self.load_state(container)
-        return self._decode_items(container, models, items)
+        return self.decode_items(container, models, items)
 
-    def _decode_items(self, container: Container, models: EntropyModels, items: Sequence[int] | None):
+    def decode_items(
+        self, container: Container, models: EntropyModels, items: Sequence[int] | None = None
+    ) -> SparseCodes:
+        """Integer sparse codes of all items, or of ``items``, under ``models`` (from :meth:`load_state`);
+        each block is decoded once however many of its items are asked for."""
         if items is None:
-            parts = [self._decode_block(payload, b.n_items, models) for b, payload in container.iter_blocks()]
-        else:
-            cache: dict[int, SparseCodes] = {}
-            parts = []
-            for item in items:
-                blk, pos = container.locate(item)
-                if blk not in cache:
-                    cache[blk] = self._decode_block(container.block(blk), container.blocks[blk].n_items, models)
-                parts.append(cache[blk].slice(pos, pos + 1))
-        if not parts:
-            z = np.zeros(0, np.int64)
-            return SparseCodes(z, z, z, z, z)
-        return SparseCodes(*(np.concatenate([getattr(p, f) for p in parts]) for f in SparseCodes.__dataclass_fields__))
+            return SparseCodes.concatenate(
+                [self.decode_block(payload, b.n_items, models) for b, payload in container.iter_blocks()])
+        cache: dict[int, SparseCodes] = {}
+        parts = []
+        for item in items:
+            blk, pos = container.locate(item)
+            if blk not in cache:
+                cache[blk] = self.decode_block(container.block(blk), container.blocks[blk].n_items, models)
+            parts.append(cache[blk].slice(pos, pos + 1))
+        return SparseCodes.concatenate(parts)
+
+    _decode_items = decode_items  # the old private name, until semzip.query.search calls decode_items
 
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decoded unit-norm float32 embeddings of all items (or of ``items`` only)."""
         D, models = self.load_state(container)
         n_out = container.header.n_items if items is None else len(items)
         container.check_values(n_out * D.shape[1], f"numbers ({n_out} items x {D.shape[1]} dimensions)")
-        codes = self._decode_items(container, models, items)
+        codes = self.decode_items(container, models, items)
         if len(codes.counts) and (codes.first.max() >= D.shape[0] or (len(codes.rest) and codes.rest.max() >= D.shape[0])):
             raise CorruptedSectionError(f"{container.label}: an atom index lies outside the dictionary")
         return self.reconstruct(codes, D)
@@ -456,17 +616,10 @@ class CollectionCodec:
         D, models = self.load_state(container)
         if X.shape[1] != D.shape[1]:
             raise InvalidInputError(f"new embeddings have {X.shape[1]} dimensions, the archive's {D.shape[1]}")
-        codes = self._code(X, D, self.sparsity)
-        blocks = []
-        for start in range(0, len(X), self.block_size):
-            stop = min(len(X), start + self.block_size)
-            blocks.append((stop - start, self._encode_block(codes.slice(start, stop), models)))
-            if progress is not None:
-                progress(stop - start)
-        return blocks
-
+        return self.encode_blocks(self.code(X, D, self.sparsity), models, progress)
 
 def normalised(X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` scaled to unit norm (float32); an all-zero row is refused."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     if (norms == 0).any():
         bad = int(np.flatnonzero(norms[:, 0] == 0)[0])

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ import numpy as np
 
 from semzip._version import __version__
 from semzip.errors import InvalidInputError
-from semzip.format.container import as_new_output
+from semzip.format.container import atomic_file, atomic_write
 from semzip.scale.shards import embed_shard, folder_plan
 from semzip.scale.store import EmbeddingStore, plan_fingerprint
 
@@ -260,8 +259,11 @@ def fill_store_from_folder(
 
 
 # ------------------------------------------------------------------------------------------ worker tasks
+# Each task runs one of the collection codec's public stages on one shard (or one mini-batch); the driver
+# below hands them to the executor (this process, or Ray workers) and combines what comes back.
 
 _STORES: dict[str, EmbeddingStore] = {}
+_SPILL_FIELDS = ("counts", "first", "sign", "rest", "ratios")
 
 
 def _store(root: str) -> EmbeddingStore:
@@ -272,7 +274,8 @@ def _store(root: str) -> EmbeddingStore:
     return s
 
 
-def _normalised_rows(store_root: str, shard: int, rows: np.ndarray | None = None) -> np.ndarray:
+def _unit_rows(store_root: str, shard: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """A shard's embeddings (or its ``rows``), scaled to unit norm as the codec codes them."""
     from semzip.codecs.collection import normalised
 
     x = _store(store_root).read_shard(shard).embeddings
@@ -288,61 +291,51 @@ def _learner(params: dict, D: np.ndarray | None = None) -> Any:
     return lr
 
 
+def _save_spill(path: Path, codes: Any, cos_sum: float) -> None:
+    """A shard's integer codes and its decoded items' cosine sum, written whole or not at all."""
+    with atomic_file(path) as fh:
+        np.savez(fh, cos_sum=np.float64(cos_sum), **asdict(codes))
+
+
+def _load_spill(path: str | os.PathLike) -> tuple[Any, float]:
+    from semzip.codecs.collection import SparseCodes
+
+    with np.load(path, allow_pickle=False) as z:
+        return SparseCodes(*(z[f] for f in _SPILL_FIELDS)), float(z["cos_sum"])
+
+
 def task_batch_stats(store_root: str, params: dict, D: np.ndarray, shard: int, rows: np.ndarray) -> Any:
     """Statistics of one mini-batch (shard rows) against dictionary ``D``."""
-    return _learner(params, D).batch_stats(_normalised_rows(store_root, shard, rows))
+    return _learner(params, D).batch_stats(_unit_rows(store_root, shard, rows))
 
 
 def task_code_shard(store_root: str, codec_kw: dict, D: np.ndarray, k: int, shard: int, spill: str) -> dict:
-    """OMP-code one shard over the decoder's atoms, spill its codes (reused when present), return histograms."""
-    from semzip.codecs.collection import CollectionCodec, SparseCodes
+    """Code one shard over the decoder's atoms (:meth:`CollectionCodec.code`), spill its codes (reused when
+    present), and return what the driver sums: items, symbol counts, cosine sum of the decoded items."""
+    from semzip.codecs.collection import CollectionCodec
 
     codec = CollectionCodec(**codec_kw)
     path = Path(spill)
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            codes = SparseCodes(*(z[f] for f in ("counts", "first", "sign", "rest", "ratios")))
-            cos_sum = float(z["cos_sum"])
+        codes, cos_sum = _load_spill(path)
     else:
-        X = _normalised_rows(store_root, shard)
-        codes = codec._code(X, D, k)
+        X = _unit_rows(store_root, shard)
+        codes = codec.code(X, D, k)
         cos_sum = float(np.sum(np.sum(codec.reconstruct(codes, D) * X, axis=1, dtype=np.float64)))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
-            as_new_output(tmp)
-            np.savez(tmp, cos_sum=np.float64(cos_sum), **asdict(codes))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    n_atoms = D.shape[0]
-    return {
-        "n": len(codes.counts),
-        "count": np.bincount(codes.counts - 1, minlength=k),
-        "index": np.bincount(np.concatenate([codes.first, codes.rest]), minlength=n_atoms),
-        "ratio": np.bincount(codes.ratios, minlength=2 * codec.weight_levels + 1),
-        "sign": np.bincount(codes.sign, minlength=2),
-        "cos_sum": cos_sum,
-    }
+        _save_spill(path, codes, cos_sum)
+    return {"n": len(codes.counts), "counts": codec.histograms(codes, D.shape[0], k), "cos_sum": cos_sum}
 
 
-def task_encode_shard(spill: str, models: bytes, block_size: int) -> list[tuple[int, bytes]]:
-    """Range-code one shard's spilled codes in blocks of ``block_size`` items."""
-    from semzip.codecs.collection import CollectionCodec, EntropyModels, SparseCodes
+def task_encode_shard(codec_kw: dict, spill: str, models: bytes) -> list[tuple[int, bytes]]:
+    """Range-code one shard's spilled codes into blocks (:meth:`CollectionCodec.encode_blocks`)."""
+    from semzip.codecs.collection import CollectionCodec, EntropyModels
 
-    m = EntropyModels.from_bytes(models)
-    with np.load(spill, allow_pickle=False) as z:
-        codes = SparseCodes(*(z[f] for f in ("counts", "first", "sign", "rest", "ratios")))
-    n = len(codes.counts)
-    return [
-        (min(n, s + block_size) - s, CollectionCodec._encode_block(codes.slice(s, min(n, s + block_size)), m))
-        for s in range(0, n, block_size)
-    ]
+    codes, _ = _load_spill(spill)
+    return CollectionCodec(**codec_kw).encode_blocks(codes, EntropyModels.from_bytes(models))
 
 
 def task_shard_names(store_root: str, shard: int) -> tuple[list[str], int]:
+    """One shard's item names and its total pixel count."""
     s = _store(store_root).read_shard(shard)
     return s.names, int(s.pixels.sum())
 
@@ -350,19 +343,50 @@ def task_shard_names(store_root: str, shard: int) -> tuple[list[str], int]:
 # ------------------------------------------------------------------------------------------ the driver
 
 
-def _atomic_savez(path: Path, **arrays: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        as_new_output(tmp)
-        np.savez(tmp, **arrays)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+@dataclass
+class _Job:
+    """One ``compress_store`` run: the store, the plan the codec resolved for it, how to run, where to work."""
+
+    store: EmbeddingStore
+    root: str  # the store's resolved path: what the workers open
+    lengths: list[int]  # items per shard
+    codec: Any  # CollectionCodec
+    plan: Any  # CollectionPlan
+    settings: StreamSettings
+    executor: Any
+    progress: ProgressFactory
+    log: Callable[[str], None]
+    run: Path  # this run's work folder (checkpoints, spilled codes)
+
+    @property
+    def codec_kw(self) -> dict:
+        return self.codec.coding_params(self.plan)
+
+    @property
+    def learner_kw(self) -> dict:
+        s = self.settings
+        return self.codec.learner_params(self.plan, max_epochs=s.max_epochs, epoch_tol=s.epoch_tol,
+                                         batch_size=s.batch_size, device=None, verbose=False)
+
+
+@dataclass
+class _FitPosition:
+    """Where the dictionary fit stands: epochs finished, steps of the current epoch applied, the epoch's
+    cosine sum so far, and whether the fit is over. Saved with the learner's state in every checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    cos_sum: float = 0.0
+    done: bool = False
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"pos_epoch": np.int64(self.epoch), "pos_step": np.int64(self.step),
+                "pos_cos_sum": np.float64(self.cos_sum), "pos_done": np.bool_(self.done)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> _FitPosition:
+        return cls(int(arrays["pos_epoch"]), int(arrays["pos_step"]), float(arrays["pos_cos_sum"]),
+                   bool(arrays["pos_done"]))
 
 
 def _epoch_plan(lengths: Sequence[int], seed: int, epoch: int, batch_size: int) -> list[tuple[int, np.ndarray]]:
@@ -384,6 +408,168 @@ def _run_id(store: EmbeddingStore, codec_kw: dict, settings: StreamSettings) -> 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _start_job(store: EmbeddingStore | str | os.PathLike, output: str | os.PathLike, codec: Any,
+               settings: StreamSettings | None, executor: Any, workdir: str | os.PathLike | None,
+               progress: ProgressFactory | None, log: Callable[[str], None] | None) -> _Job:
+    """Check the inputs, let the codec resolve its plan for the store's size, and make the run's work folder."""
+    from semzip.codecs.collection import CollectionCodec
+
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
+    codec = codec or CollectionCodec()
+    settings = settings or StreamSettings(max_epochs=codec.max_epochs, batch_size=codec.batch_size)
+    settings.check()
+    if codec.bits_per_item is not None:
+        raise InvalidInputError("--bits-per-item needs the in-memory engine; with streaming use --sparsity or "
+                                "--min-cosine")
+    lengths = store.shard_lengths()
+    if sum(lengths) == 0:
+        raise InvalidInputError(f"{store.root} holds no items")
+    plan = codec.plan(sum(lengths))
+    work = Path(workdir if workdir is not None else f"{output}.work")
+    run = work / _run_id(store, codec.coding_params(plan), settings)
+    (run / "codes").mkdir(parents=True, exist_ok=True)
+    return _Job(store, str(store.root.resolve()), lengths, codec, plan, settings, executor or LocalExecutor(),
+                progress or _no_progress, log or (lambda s: None), run)
+
+
+# ---- 1. dictionary: online learning over mini-batches, checkpointed, resumable
+
+
+def _learn_dictionary(job: _Job) -> Any:
+    """The fitted learner: resumed from the run's checkpoint when there is one, else started from seeded
+    sample rows; epochs run until the learner stops or ``max_epochs``."""
+    ckpt = job.run / "dictionary.npz"
+    learner = _learner(job.learner_kw)
+    if ckpt.is_file():
+        with np.load(ckpt, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        learner.load_state_arrays(arrays)
+        pos = _FitPosition.from_arrays(arrays)
+        job.log(f"resuming the dictionary fit at epoch {pos.epoch + 1}, step {pos.step}")
+    else:
+        learner.init_from_samples(_initial_samples(job))
+        pos = _FitPosition()
+    if not pos.done:
+        _run_epochs(job, learner, pos, ckpt)
+    return learner
+
+
+def _initial_samples(job: _Job) -> np.ndarray:
+    """The first atoms: ``n_atoms`` distinct items drawn with the seed, read shard by shard."""
+    n_atoms, lengths = job.plan.n_atoms, job.lengths
+    pick = np.random.default_rng(job.codec.random_state).choice(sum(lengths), size=n_atoms, replace=False)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    owner = np.searchsorted(starts, pick, side="right") - 1
+    X0 = np.empty((n_atoms, job.store.dim), np.float32)
+    for shard in np.unique(owner):
+        sel = np.flatnonzero(owner == shard)
+        X0[sel] = _unit_rows(job.root, int(shard), pick[sel] - starts[shard])
+    return X0
+
+
+def _save_checkpoint(path: Path, learner: Any, pos: _FitPosition) -> None:
+    with atomic_file(path) as fh:
+        np.savez(fh, **pos.arrays(), **learner.state_arrays())
+
+
+def _run_epochs(job: _Job, learner: Any, pos: _FitPosition, ckpt: Path) -> None:
+    """Apply the remaining steps of every epoch from ``pos`` on, checkpointing every ``checkpoint_seconds``
+    and at each epoch end; the last checkpoint marks the fit done."""
+    s, seed, n_items = job.settings, job.codec.random_state, sum(job.lengths)
+    steps_per_epoch = -(-len(_epoch_plan(job.lengths, seed, 0, s.batch_size)) // s.group)
+    remaining = (s.max_epochs - pos.epoch) * steps_per_epoch - pos.step
+    with job.progress(remaining, "learning the dictionary") as advance:
+        last_save = time.monotonic()
+        while pos.epoch < s.max_epochs:
+            plan = _epoch_plan(job.lengths, seed, pos.epoch, s.batch_size)
+            groups = [plan[i : i + s.group] for i in range(0, len(plan), s.group)]
+            while pos.step < len(groups):
+                pos.cos_sum += _fit_step(job, learner, groups[pos.step])
+                pos.step += 1
+                advance(1)
+                if time.monotonic() - last_save > s.checkpoint_seconds:
+                    _save_checkpoint(ckpt, learner, pos)
+                    last_save = time.monotonic()
+            stop = learner.end_epoch(pos.cos_sum / n_items)
+            job.log(f"epoch {pos.epoch + 1}: mean cosine {pos.cos_sum / n_items:.5f}")
+            pos.epoch, pos.step, pos.cos_sum = pos.epoch + 1, 0, 0.0
+            if stop or pos.epoch >= s.max_epochs:
+                break
+            _save_checkpoint(ckpt, learner, pos)
+            last_save = time.monotonic()
+    pos.done = True
+    _save_checkpoint(ckpt, learner, pos)
+
+
+def _fit_step(job: _Job, learner: Any, group: Sequence[tuple[int, np.ndarray]]) -> float:
+    """One data-parallel step: the group's mini-batch statistics (computed by the executor against the same
+    dictionary, combined in list order) applied to the learner; returns their cosine sum."""
+    D_ref = job.executor.put(learner.dictionary_)
+    args = [(job.root, job.learner_kw, D_ref, shard, rows) for shard, rows in group]
+    stats = list(job.executor.map(task_batch_stats, args))
+    learner.apply_batch_stats(stats)
+    return sum(st.cos_sum for st in stats)
+
+
+# ---- 2. codes: every shard coded and spilled, its symbol counts summed
+
+
+def _code_shards(job: _Job, dictionary: Any) -> tuple[list[str], Any, float]:
+    """Code every shard over the decoder's atoms; returns the spill files, the summed symbol counts and the
+    summed cosine of the decoded items. Spills are kept per dictionary, so a resumed run reuses them."""
+    codes_dir = job.run / "codes" / hashlib.sha256(dictionary.symbols.tobytes()).hexdigest()[:12]
+    codes_dir.mkdir(parents=True, exist_ok=True)
+    spills = [str(codes_dir / f"{i:05d}.npz") for i in range(len(job.lengths))]
+    counts, cos_sum = None, 0.0
+    with job.progress(sum(job.lengths), "coding items") as advance:
+        D_ref = job.executor.put(dictionary.atoms)
+        args = [(job.root, job.codec_kw, D_ref, job.plan.sparsity, i, spill) for i, spill in enumerate(spills)]
+        for h in job.executor.map(task_code_shard, args):
+            counts = h["counts"] if counts is None else counts + h["counts"]
+            cos_sum += h["cos_sum"]
+            advance(h["n"])
+    return spills, counts, cos_sum
+
+
+# ---- 3. blocks: every shard's spilled codes range-coded under the collection's models
+
+
+def _range_code(job: _Job, spills: Sequence[str], models: Any) -> list[tuple[int, bytes]]:
+    blocks: list[tuple[int, bytes]] = []
+    models_bytes = models.to_bytes()
+    with job.progress(len(spills), "range coding") as advance:
+        for shard_blocks in job.executor.map(task_encode_shard, [(job.codec_kw, s, models_bytes) for s in spills]):
+            blocks += shard_blocks
+            advance(1)
+    return blocks
+
+
+# ---- 4. archive: header and sections from the codec, names packed shard by shard, written atomically
+
+
+def _write_archive(job: _Job, output: str | os.PathLike, learner: Any, dictionary: Any, models: Any,
+                   blocks: list[tuple[int, bytes]]) -> int:
+    from semzip.format import ModelRef, NamesPacker, pack
+
+    packer = NamesPacker()
+    pixel_sum = 0
+    for names, px in job.executor.map(task_shard_names, [(job.root, i) for i in range(len(job.lengths))]):
+        packer.add(names)
+        pixel_sum += px
+    meta, s = job.store.meta, job.settings
+    enc, space = meta.get("encoder") or {}, meta.get("space")
+    header, blobs = job.codec.assemble(
+        dictionary, models, sparsity=job.plan.sparsity,
+        fit={"method": "online-stream", "epochs": int(learner.n_iter_), "seed": job.codec.random_state,
+             "batch_size": s.batch_size, "group": s.group},
+        space=space if space != "unknown" else None,
+        pixels_per_item=round(pixel_sum / sum(job.lengths)) if pixel_sum else None,
+        encoder=ModelRef("encoder", enc["name"], enc["fingerprint"]) if enc and not job.codec.encoder else None,
+    )
+    names = packer if meta.get("named", True) else None
+    return atomic_write(output, pack(header, blobs, blocks, names))
+
+
 def compress_store(
     store: EmbeddingStore | str | os.PathLike,
     output: str | os.PathLike,
@@ -403,162 +589,22 @@ def compress_store(
     folder (default ``OUTPUT.work``) holds checkpoints and spilled codes; re-running the same command after
     a crash resumes from it. It is removed after success unless ``keep_work``.
     """
-    from semzip.codecs.collection import (
-        CollectionCodec,
-        EntropyModels,
-        default_n_atoms,
-        dequantize_dictionary,
-        quantize_dictionary,
-    )
-    from semzip.entropy import CategoricalModel
-    from semzip.format import ModelRef, NamesPacker, pack
-    from semzip.format.container import atomic_write
-
-    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore.open(store)
-    codec = codec or CollectionCodec()
-    settings = settings or StreamSettings(max_epochs=codec.max_epochs, batch_size=codec.batch_size)
-    settings.check()
-    executor = executor or LocalExecutor()
-    progress = progress or _no_progress
-    log = log or (lambda s: None)
-    if codec.bits_per_item is not None:
-        raise InvalidInputError("--bits-per-item needs the in-memory engine; with streaming use --sparsity or "
-                                "--min-cosine")
-    lengths = store.shard_lengths()
-    N = sum(lengths)
-    if N == 0:
-        raise InvalidInputError(f"{store.root} holds no items")
-    n_atoms = codec.n_atoms or default_n_atoms(N)
-    if n_atoms > N:
-        raise InvalidInputError(f"--n-atoms {n_atoms} exceeds the {N} items; use fewer atoms")
-    k_cap = min(codec.sparsity, n_atoms)
-    codec_kw = dict(n_atoms=n_atoms, sparsity=k_cap, min_cosine=codec.min_cosine, atom_bits=codec.atom_bits,
-                    weight_step=codec.weight_step, weight_clip=codec.weight_clip, block_size=codec.block_size,
-                    random_state=codec.random_state)
-    learner_kw = dict(n_atoms=n_atoms, n_nonzero=k_cap, min_cosine=codec.min_cosine,
-                      max_epochs=settings.max_epochs, epoch_tol=settings.epoch_tol,
-                      batch_size=settings.batch_size, random_state=codec.random_state)
-    work = Path(workdir if workdir is not None else f"{output}.work")
-    run = work / _run_id(store, codec_kw, settings)
-    (run / "codes").mkdir(parents=True, exist_ok=True)
-    root = str(store.root.resolve())
+    job = _start_job(store, output, codec, settings, executor, workdir, progress, log)
     t0 = time.perf_counter()
-
-    # 1. dictionary ------------------------------------------------------------------------------
-    learner = _learner(learner_kw)
-    ckpt = run / "dictionary.npz"
-    epoch, step, cos_sum, done = 0, 0, 0.0, False
-    if ckpt.is_file():
-        with np.load(ckpt, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        learner.load_state_arrays(arrays)
-        epoch, step, cos_sum, done = (int(arrays["pos_epoch"]), int(arrays["pos_step"]),
-                                      float(arrays["pos_cos_sum"]), bool(arrays["pos_done"]))
-        log(f"resuming the dictionary fit at epoch {epoch + 1}, step {step}")
-    else:
-        pick = np.random.default_rng(codec.random_state).choice(N, size=n_atoms, replace=False)
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        owner = np.searchsorted(starts, pick, side="right") - 1
-        X0 = np.empty((n_atoms, store.dim), np.float32)
-        for shard in np.unique(owner):
-            sel = np.flatnonzero(owner == shard)
-            X0[sel] = _normalised_rows(root, int(shard), pick[sel] - starts[shard])
-        learner.init_from_samples(X0)
-        del X0
-
-    def save(done_: bool) -> None:
-        _atomic_savez(ckpt, pos_epoch=np.int64(epoch), pos_step=np.int64(step), pos_cos_sum=np.float64(cos_sum),
-                      pos_done=np.bool_(done_), **learner.state_arrays())
-
-    if not done:
-        steps_per_epoch = -(-len(_epoch_plan(lengths, codec.random_state, 0, settings.batch_size)) // settings.group)
-        remaining = (settings.max_epochs - epoch) * steps_per_epoch - step
-        with progress(remaining, "learning the dictionary") as advance:
-            last_save = time.monotonic()
-            while epoch < settings.max_epochs:
-                plan = _epoch_plan(lengths, codec.random_state, epoch, settings.batch_size)
-                groups = [plan[i : i + settings.group] for i in range(0, len(plan), settings.group)]
-                while step < len(groups):
-                    D_ref = executor.put(learner.dictionary_)
-                    args = [(root, learner_kw, D_ref, shard, rows) for shard, rows in groups[step]]
-                    stats = list(executor.map(task_batch_stats, args))
-                    learner.apply_batch_stats(stats)
-                    cos_sum += sum(s.cos_sum for s in stats)
-                    step += 1
-                    advance(1)
-                    if time.monotonic() - last_save > settings.checkpoint_seconds:
-                        save(False)
-                        last_save = time.monotonic()
-                learner.n_iter_ += 1
-                stop = learner._end_epoch(cos_sum / N)
-                log(f"epoch {epoch + 1}: mean cosine {cos_sum / N:.5f}")
-                epoch, step, cos_sum = epoch + 1, 0, 0.0
-                if stop or epoch >= settings.max_epochs:
-                    break
-                save(False)
-                last_save = time.monotonic()
-        done = True
-        save(True)
+    learner = _learn_dictionary(job)
     t_dict = time.perf_counter() - t0
-
-    # 2. codes ---------------------------------------------------------------------------------------
-    qD, atom_step = quantize_dictionary(learner.dictionary_, codec.atom_bits)
-    D = dequantize_dictionary(qD, atom_step, codec.atom_bits)
-    codes_dir = run / "codes" / hashlib.sha256(qD.tobytes()).hexdigest()[:12]
-    codes_dir.mkdir(parents=True, exist_ok=True)
-    spills = [str(codes_dir / f"{i:05d}.npz") for i in range(len(lengths))]
-    hist: dict[str, Any] = {}
-    fid = 0.0
-    with progress(N, "coding items") as advance:
-        D_ref = executor.put(D)
-        args = [(root, codec_kw, D_ref, k_cap, i, spills[i]) for i in range(len(lengths))]
-        for h in executor.map(task_code_shard, args):
-            for key in ("count", "index", "ratio", "sign"):
-                hist[key] = hist[key] + h[key] if key in hist else h[key]
-            fid += h["cos_sum"]
-            advance(h["n"])
-    k_used = int(np.flatnonzero(hist["count"])[-1]) + 1 if hist["count"].any() else 1
-    models = EntropyModels(
-        count=CategoricalModel.from_counts(hist["count"][:k_cap]),
-        index=CategoricalModel.from_counts(hist["index"]),
-        ratio=CategoricalModel.from_counts(hist["ratio"]),
-        sign=CategoricalModel.from_counts(hist["sign"]),
-    )
-    models_bytes = models.to_bytes()
-
-    # 3. blocks ----------------------------------------------------------------------------------------
-    blocks: list[tuple[int, bytes]] = []
-    with progress(len(lengths), "range coding") as advance:
-        for shard_blocks in executor.map(task_encode_shard, [(s, models_bytes, codec.block_size) for s in spills]):
-            blocks += shard_blocks
-            advance(1)
-
-    # 4. archive -------------------------------------------------------------------------------------
-    packer = NamesPacker()
-    pixel_sum = 0
-    for names, px in executor.map(task_shard_names, [(root, i) for i in range(len(lengths))]):
-        packer.add(names)
-        pixel_sum += px
-    dict_blob = codec.dictionary_blob(qD)
-    enc = store.meta.get("encoder") or {}
-    space = store.meta.get("space")
-    header = codec.make_header(
-        n_atoms=n_atoms, dim=store.dim, sparsity=k_cap, atom_step=atom_step,
-        fit={"method": "online-stream", "epochs": int(learner.n_iter_), "seed": codec.random_state,
-             "batch_size": settings.batch_size, "group": settings.group},
-        space=space if space != "unknown" else None,
-        pixels_per_item=round(pixel_sum / N) if pixel_sum else None,
-        encoder=ModelRef("encoder", enc["name"], enc["fingerprint"]) if enc and not codec.encoder else None,
-    )
-    named = store.meta.get("named", True)
-    data = pack(header, {"dictionary": dict_blob, "models": models_bytes}, blocks, packer if named else None)
-    size = atomic_write(output, data)
-    log(f"dictionary {t_dict:.1f} s, total {time.perf_counter() - t0:.1f} s; mean cosine of decoded items "
-        f"{fid / N:.4f}; {k_used} atoms per item at most")
+    dictionary = job.codec.quantize(learner.dictionary_)
+    spills, counts, cos_sum = _code_shards(job, dictionary)
+    models = job.codec.fit_models(counts)
+    blocks = _range_code(job, spills, models)
+    size = _write_archive(job, output, learner, dictionary, models, blocks)
+    k_used = int(np.flatnonzero(counts.count)[-1]) + 1 if counts.count.any() else 1
+    job.log(f"dictionary {t_dict:.1f} s, total {time.perf_counter() - t0:.1f} s; mean cosine of decoded items "
+            f"{cos_sum / sum(job.lengths):.4f}; {k_used} atoms per item at most")
     if not keep_work:
-        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(job.run, ignore_errors=True)
         with contextlib.suppress(OSError):
-            work.rmdir()  # only when empty: other runs' folders stay
+            job.run.parent.rmdir()  # only when empty: other runs' folders stay
     return size
 
 

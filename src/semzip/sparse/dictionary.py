@@ -512,8 +512,7 @@ class DictionaryLearner:
                 cos_sum += float(_cosines(res2, xn2).sum())
                 if progress is not None:
                     progress.advance(self._task, xb.shape[0])
-            self.n_iter_ += 1
-            if self._end_epoch(cos_sum / n):
+            if self.end_epoch(cos_sum / n):
                 break
 
     # ----------------------------------------------------------------------------- K-SVD
@@ -522,11 +521,10 @@ class DictionaryLearner:
             idx, coef, res2 = self._code(X, self._D)
             mean_cos = float(_cosines(res2, (X * X).sum(1)).mean())
             self._ksvd_sweep(X, idx, coef, res2)
-            self.n_iter_ += 1
             self.n_steps_ += 1
             if progress is not None:
                 progress.advance(self._task, X.shape[0])
-            if self._end_epoch(mean_cos):
+            if self.end_epoch(mean_cos):
                 break
 
     def _ksvd_sweep(self, X: torch.Tensor, idx: torch.Tensor, coef: torch.Tensor, res2: torch.Tensor) -> None:
@@ -579,7 +577,9 @@ class DictionaryLearner:
             coef_flat[pos] = gnew
 
     # ----------------------------------------------------------------------------- shared
-    def _end_epoch(self, mean_cos: float) -> bool:
+    def end_epoch(self, mean_cos: float) -> bool:
+        """Close an epoch: count it, record its mean cosine, and say whether to stop (``epoch_tol``)."""
+        self.n_iter_ += 1
         prev = self.history_[-1] if self.history_ else None
         self.history_.append(mean_cos)
         if self.verbose:

@@ -21,9 +21,10 @@ from typing import NamedTuple
 import numpy as np
 
 from semzip._version import __version__
+from semzip.codecs.collection import pack_models, unpack_models
 from semzip.codecs.embeddings import ScalarQuantCodec
 from semzip.entropy import CategoricalModel, Decoder, Encoder
-from semzip.errors import InvalidInputError
+from semzip.errors import CorruptedSectionError, InvalidInputError
 from semzip.format import Container, Header, SectionType, pack
 
 __all__ = [
@@ -105,18 +106,17 @@ def _fp16_from_bytes(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def _pack_models(models: list[CategoricalModel]) -> bytes:
-    parts = [m.to_bytes() for m in models]
-    return struct.pack("<I", len(parts)) + b"".join(struct.pack("<I", len(p)) + p for p in parts)
+    """A count (u32), then the models as the collection codec stores its own (:func:`pack_models`)."""
+    return struct.pack("<I", len(models)) + pack_models(models)
 
 
 def _unpack_models(data: bytes) -> tuple[list[CategoricalModel], int]:
+    """Inverse of :func:`_pack_models`: the models and the bytes they take."""
+    if len(data) < 4:
+        raise CorruptedSectionError("baseline entropy models are truncated")
     (k,) = struct.unpack_from("<I", data, 0)
-    pos, models = 4, []
-    for _ in range(k):
-        (n,) = struct.unpack_from("<I", data, pos)
-        models.append(CategoricalModel.from_bytes(data[pos + 4 : pos + 4 + n]))
-        pos += 4 + n
-    return models, pos
+    models, used = unpack_models(data[4:], k, "baseline entropy models")
+    return models, 4 + used
 
 
 def _byte_models(lo: np.ndarray, hi: np.ndarray) -> list[CategoricalModel]:

@@ -22,17 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from semzip._optional import require
 from semzip.errors import CorruptedSectionError, InvalidInputError
-from semzip.format.container import as_new_output
+from semzip.format.container import atomic_file, atomic_write
 
 __all__ = ["EmbeddingStore", "Shard", "plan_fingerprint"]
 
@@ -69,21 +67,6 @@ def _pa():
 
 def _pq():
     return require("pyarrow.parquet", "distributed", "the embedding store")
-
-
-def _atomic_replace(tmp_dir: Path, target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=tmp_dir)
-    os.close(fd)
-    try:
-        write(tmp)
-        as_new_output(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class EmbeddingStore:
@@ -150,8 +133,7 @@ class EmbeddingStore:
         if root.exists() and any(root.iterdir()):
             raise InvalidInputError(f"{root} exists and is not an embedding store; give an empty or new folder")
         (root / "shards").mkdir(parents=True, exist_ok=True)
-        text = json.dumps(meta, indent=1, sort_keys=True)
-        _atomic_replace(root, root / MANIFEST, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        atomic_write(root / MANIFEST, json.dumps(meta, indent=1, sort_keys=True).encode("utf-8"))
         return cls(root, meta)
 
     @classmethod
@@ -254,8 +236,10 @@ class EmbeddingStore:
         )
         target = self.shard_path(i)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # uncompressed: embeddings do not compress (measured), and plain pages read fastest
-        _atomic_replace(target.parent, target, lambda tmp: pq.write_table(table, tmp, compression="none"))
+        # uncompressed: embeddings do not compress (measured), and plain pages read fastest. pyarrow writes
+        # into the open temporary file, which is fsynced and renamed into place only when it is complete
+        with atomic_file(target) as fh:
+            pq.write_table(table, fh, compression="none")
         self._cache.pop(i, None)
         return target
 

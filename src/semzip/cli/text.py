@@ -50,18 +50,13 @@ AUTO_TORCH_MIN = 32  # captions from which the torch int8 kernel pays for import
 
 @functools.lru_cache(maxsize=4)
 def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1, adapter: str | None = None):
-    """The coder for ``codec`` (2: integer model, 1: float model, read-only use) on ``device``."""
-    if codec == 1:
-        if adapter is not None:
-            raise InvalidInputError("codec-1 files (the float model) never used adapters: drop --adapter")
-        from semzip.codecs.text import TextCoder
-        from semzip.models.language import load_language_model
+    """The coder for ``codec`` (2: integer model, 1: float model, read-only use) on ``device``
+    (:func:`semzip.codecs.image_text.caption_coder`, with the kernel that suits the device and the work)."""
+    from semzip.codecs.image_text import caption_coder
 
-        return TextCoder(load_language_model(model))
-    from semzip.codecs.text import IntTextCoder
-    from semzip.models.intlm import load_int_language_model
-
-    return IntTextCoder(load_int_language_model(model, kernel=_kernel(device, work), adapter=adapter))
+    if codec == 1 and adapter is not None:
+        raise InvalidInputError("codec-1 files (the float model) never used adapters: drop --adapter")
+    return caption_coder(model, codec, kernel=None if codec == 1 else _kernel(device, work), adapter=adapter)
 
 
 def _adapter_arg(adapter: Path | None) -> str | None:

@@ -1,14 +1,27 @@
-"""What every codec provides, and the name -> codec registry (names are stored in archives, never indices)."""
+"""What every codec provides, and the name -> codec registry (names are stored in archives, never indices).
+
+The contract (CompressAI's split, one for every codec):
+
+- ``compress(data, names=..., progress=...) -> Encoded``: the archive's header (complete: everything a
+  decoder needs, the model specs included), blobs, item blocks and names;
+- ``from_header(header, **options)`` (a classmethod): the codec that decodes an archive with that header,
+  its models loaded from what the header records (``options`` override where a codec takes any);
+- ``decompress(container, items=None)``: the decoded items, all or ``items`` (numbers) only;
+- ``decodes_to``: what ``decompress`` returns, ``"embeddings"`` (an (n, d) float32 matrix) or ``"images"``
+  (per item an image and its caption), so callers ask the codec instead of testing its name.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from semzip.errors import InvalidInputError
 from semzip.format import Container, Header
+
+DecodesTo = Literal["embeddings", "images"]
 
 
 @dataclass
@@ -25,8 +38,12 @@ class Codec(Protocol):
     """CompressAI-style split: ``compress`` returns streams, ``decompress`` reads them back."""
 
     name: str
+    decodes_to: DecodesTo
 
-    def compress(self, data: Any, names: Sequence[str] | None = None) -> Encoded: ...
+    def compress(self, data: Any, names: Sequence[str] | None = None, progress: Any = None) -> Encoded: ...
+
+    @classmethod
+    def from_header(cls, header: Header) -> Codec: ...
 
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> Any: ...
 
@@ -35,6 +52,7 @@ class Codec(Protocol):
 _REGISTRY: dict[str, str] = {
     "sq": "semzip.codecs.embeddings:ScalarQuantCodec",
     "collection": "semzip.codecs.collection:CollectionCodec",
+    "image-text": "semzip.codecs.image_text:ImageTextCodec",
 }
 
 
@@ -55,3 +73,8 @@ def get_codec(name: str) -> Callable[..., Codec]:
         raise InvalidInputError(f"unknown codec {name!r}; known codecs: {', '.join(codec_names())}") from None
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def decodes_to(codec: type | object) -> DecodesTo:
+    """What a codec (class or instance) decodes to: its ``decodes_to``, ``"embeddings"`` if it does not say."""
+    return getattr(codec, "decodes_to", "embeddings")

@@ -24,6 +24,7 @@ class ScalarQuantCodec:
     """Uniform scalar quantisation of every dimension at ``bits`` bits, entropy-coded in blocks of items."""
 
     name = "sq"
+    decodes_to = "embeddings"
 
     def __init__(self, bits: int = 8, block_size: int = 64, precision: int = 16):
         if not 2 <= bits <= 12:

@@ -74,17 +74,68 @@ def unpack_item(block: bytes) -> tuple[bytes, list[bytes], bytes]:
     return shape, streams, block[p:]
 
 
+DEFAULT_LIC = "tiny"
+DEFAULT_LANGUAGE = "smollm2-135m"
+
+
+def caption_coder(language: str = DEFAULT_LANGUAGE, codec: int = 2, kernel: str | None = None,
+                  adapter: Any = None) -> Any:
+    """The caption coder for text ``codec`` 2 (integer model; ``kernel`` numpy, torch or cuda: same bytes) or
+    1 (the float model of older files). ``adapter``: a file made by ``semzip text train`` (codec 2 only),
+    folded exactly into the model; decoding needs the same file."""
+    if codec == 1:
+        if adapter is not None:
+            raise InvalidInputError("text codec 1 (the float model) has no adapters; drop the adapter")
+        from semzip.codecs.text import TextCoder
+        from semzip.models.language import load_language_model
+
+        return TextCoder(load_language_model(language))
+    from semzip.codecs.text import IntTextCoder
+    from semzip.models.intlm import load_int_language_model
+
+    return IntTextCoder(load_int_language_model(language, kernel=kernel, adapter=adapter))
+
+
 class ImageTextCodec:
-    """LIC stream + LM-coded caption per image; a refiner renders the final image at decode time."""
+    """LIC stream + LM-coded caption per image; a refiner renders the final image at decode time.
+
+    Build it from model specs with :meth:`create` (what ``compress`` records in the header, so that
+    :meth:`from_header` loads the same models), or from model objects (``lic_spec``/``language_spec`` then
+    say what to record; without them the header names the models by fingerprint only).
+    """
 
     name = "image-text"
+    decodes_to = "images"
 
-    def __init__(self, lic: Any, text_coder: Any, scale: float = 0.25):
+    def __init__(self, lic: Any, text_coder: Any, scale: float = 0.25, lic_spec: str | None = None,
+                 language_spec: str | None = None):
         if not 0 < scale <= 1:
             raise InvalidInputError(f"scale must lie in (0, 1], got {scale}")
         self.lic = lic
         self.text = text_coder
         self.scale = float(scale)
+        self.lic_spec = lic_spec
+        self.language_spec = language_spec
+
+    @classmethod
+    def create(cls, lic: str = DEFAULT_LIC, language: str = DEFAULT_LANGUAGE, scale: float = 0.25,
+               caption_codec: int = 2, kernel: str | None = None, adapter: Any = None) -> ImageTextCodec:
+        """The codec with the LIC ``lic`` and a caption coder for ``language`` (see :func:`caption_coder`)."""
+        from semzip.models.lic import load_lic
+
+        return cls(load_lic(lic), caption_coder(language, caption_codec, kernel, adapter), scale=scale,
+                   lic_spec=lic, language_spec=language)
+
+    @classmethod
+    def from_header(cls, header: Header, lic: str | None = None, language: str | None = None,
+                    adapter: Any = None, kernel: str | None = None) -> ImageTextCodec:
+        """The codec that decodes an archive with this header: its recorded LIC and language model (``lic``,
+        ``language`` override them: e.g. a local path to the same weights), caption codec and scale.
+        ``adapter``: the caption adapter file the archive names, if any; ``kernel``: see :func:`caption_coder`."""
+        check_header(header)
+        p = header.params
+        return cls.create(lic or p.get("lic_spec", DEFAULT_LIC), language or p.get("language_spec", DEFAULT_LANGUAGE),
+                          float(p["scale"]), caption_codec(header), kernel=kernel, adapter=adapter)
 
     def _models(self) -> list[ModelRef]:
         lm = self.text.lm  # the language model's own fingerprint; an adapter is recorded in the params
@@ -121,9 +172,14 @@ class ImageTextCodec:
         names: Sequence[str] | None = None,
         progress: Callable[[int], None] | None = None,
         refiner_params: dict | None = None,
+        captioner: str | None = None,
     ) -> Encoded:
         """Code every image with the LIC and its caption with the LM; one block per image. ``progress(1)`` after
-        each caption and after each image (two steps per item)."""
+        each caption and after each image (two steps per item).
+
+        The header is complete: besides the models' fingerprints it records the specs to load them by (the
+        LIC's and language model's, when known), the ``captioner`` that wrote the captions and the decoding
+        settings ``refiner_params`` (model paths reduced to names: :func:`semzip.models.registry.portable_spec`)."""
         if len(images) != len(captions):
             raise InvalidInputError(f"{len(images)} images but {len(captions)} captions")
         blocks, pixels = [], 0
@@ -140,12 +196,30 @@ class ImageTextCodec:
             "pixels_per_item": pixels // max(len(images), 1),
             "caption_prompt": self._prompt_tag(),
             "caption_check": CAPTION_CHECK,
-            "refiner": refiner_params or {"spec": "identity"},
+            "refiner": self._refiner_params(refiner_params),
         }
         params["caption_codec"] = self.text.codec_id  # required from format 1.1 (absent in 1.0: codec 1)
         params.update(self._adapter_params())
+        params.update(self._spec_params(captioner))
         header = Header(codec=self.name, params=params, models=self._models(), writer=f"semzip {__version__}")
         return Encoded(header, {}, blocks, names)
+
+    @staticmethod
+    def _refiner_params(settings: dict | None) -> dict:
+        """The decoding settings as recorded: the refiner's spec without local paths."""
+        from semzip.models.registry import portable_spec
+
+        settings = dict(settings or {"spec": "identity"})
+        if settings.get("spec") is not None:
+            settings["spec"] = portable_spec(settings["spec"])
+        return settings
+
+    def _spec_params(self, captioner: str | None) -> dict:
+        """The header's model specs, as an archive records them (names, never local paths)."""
+        from semzip.models.registry import portable_spec
+
+        specs = {"captioner": captioner, "lic_spec": self.lic_spec, "language_spec": self.language_spec}
+        return {k: portable_spec(v) for k, v in specs.items() if v is not None}
 
     def _check(self, caption: str) -> bytes:
         from semzip.format.compact import crc16, fingerprint_bytes
@@ -186,12 +260,8 @@ class ImageTextCodec:
         if header.params.get("caption_prompt") != self._prompt_tag():
             raise ModelMismatchError("the archive's captions were coded with another language-model prompt")
 
-    def decode_items(self, container: Container, items: Sequence[int] | None = None,
-                     progress: Callable[[int], None] | None = None) -> list[ItemStreams]:
-        """LIC images and captions of all items (or of ``items``), before refinement. ``progress(1)`` after each
-        caption and after each image (two steps per item)."""
-        from semzip.models.lic import LICShape
-
+    def _checked_parts(self, container: Container, items: Sequence[int] | None) -> tuple[list[int], list]:
+        """Check the archive against these models, then the numbers and unpacked blocks of ``items`` (all)."""
         check_container(container)
         self.check_models(container.header)
         _check_one_item_per_block(container)
@@ -200,11 +270,22 @@ class ImageTextCodec:
                 f"the archive's captions use text codec {caption_codec(container.header)}, this coder is codec "
                 f"{self.text.codec_id}")
         numbers = list(range(container.header.n_items) if items is None else items)
+        return numbers, [unpack_item(container.block(container.locate(i)[0])) for i in numbers]
+
+    def decode_captions(self, container: Container, items: Sequence[int] | None = None,
+                        progress: Callable[[int], None] | None = None) -> list[str]:
+        """The captions of all items (or of ``items``), each verified; no image is decoded."""
+        numbers, parts = self._checked_parts(container, items)
+        return self._decode_captions([p[2] for p in parts], caption_checked(container.header), numbers, progress)
+
+    def decompress(self, container: Container, items: Sequence[int] | None = None,
+                   progress: Callable[[int], None] | None = None) -> list[ItemStreams]:
+        """LIC images and captions of all items (or of ``items``), before refinement. ``progress(1)`` after each
+        caption and after each image (two steps per item)."""
+        from semzip.models.lic import LICShape
+
+        numbers, parts = self._checked_parts(container, items)
         checked = caption_checked(container.header)
-        parts = []
-        for i in numbers:
-            blk, _ = container.locate(i)
-            parts.append(unpack_item(container.block(blk)))
         captions = self._decode_captions([p[2] for p in parts], checked, numbers, progress)
         out = []
         for (shape_bytes, streams, caption), text in zip(parts, captions, strict=True):
@@ -217,6 +298,17 @@ class ImageTextCodec:
             if progress is not None:
                 progress(1)
         return out
+
+    decode_items = decompress  # the earlier name (benchmarks and fuzz targets call it)
+
+    def lic_digests(self, container: Container) -> list[str]:
+        """Per item, the digest of the LIC's integers up to ``y_hat`` (what decodes exactly on any machine)."""
+        from semzip.models.lic import LICShape
+
+        if not hasattr(self.lic, "decode_integers"):
+            raise InvalidInputError(f"{container.label}: its LIC ({self.lic.name}) has no integer decode to digest")
+        _, parts = self._checked_parts(container, None)
+        return [self.lic.decode_integers(streams, LICShape.from_bytes(shape)).digest() for shape, streams, _ in parts]
 
 
 CAPTION_CHECK = "crc16"

@@ -1,20 +1,21 @@
-"""Helpers shared by the test modules: small test images and a tiny random CLIP (tokenizer and model).
+"""Helpers shared by the test modules: small test images and outcome counting.
 
 Test modules import it as ``helpers`` (pytest puts ``tests/`` on the import path, as for any test module
 without a package); fixtures built on it live in ``conftest.py``. Everything here is deterministic: the
-same arguments give the same pixels, tokenizer and weights.
+same arguments give the same pixels. The tiny random models of the real backends are built by
+``semzip.models.tiny``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
-import json
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+# re-exported for test modules not yet importing it from semzip.models.tiny (tests/test_eval_backends.py)
+from semzip.models.tiny import save_tiny_clip  # noqa: F401
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
@@ -59,90 +60,6 @@ def textured_image(h: int = 70, w: int = 90, seed: int = 0, noise: float = 12.0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     base = np.stack([128 + 100 * np.sin(xx / 9), 128 + 100 * np.cos(yy / 7), 128 + 60 * np.sin((xx + yy) / 13)], 2)
     return np.clip(base + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
-
-
-# ------------------------------------------------------------------------------------------------ tiny CLIP
-
-
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP byte-level alphabet: one printable character per byte value."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-CAT_MERGES = (("c", "a"), ("ca", "t</w>"))
-
-
-def tiny_clip_tokenizer(merges=(), model_max_length: int | None = None):
-    """A ``CLIPTokenizer`` over the 256-symbol byte alphabet (each also as a word end ``</w>``), the tokens
-    the ``merges`` make (``CAT_MERGES``: "ca" and "cat</w>"), then ``<|startoftext|>`` and ``<|endoftext|>``.
-
-    Returns ``(tokenizer, vocab)``. Works with transformers 4 (vocabulary files) and 5 (in-memory vocabulary).
-    """
-    from transformers import CLIPTokenizer
-
-    chars = _bytes_to_unicode()
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    for tok in (*(a + b for a, b in merges), "<|startoftext|>", "<|endoftext|>"):
-        vocab[tok] = len(vocab)
-    kw = {} if model_max_length is None else {"model_max_length": model_max_length}
-    if "vocab" in inspect.signature(CLIPTokenizer.__init__).parameters:  # transformers >= 5
-        return CLIPTokenizer(vocab=vocab, merges=list(merges), **kw), vocab
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
-        return CLIPTokenizer(vocab_file=f"{tmp}/vocab.json", merges_file=f"{tmp}/merges.txt", **kw), vocab
-
-
-TINY_VISION = {  # the vision tower of the tiny random CLIP and BLIP test models
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-}
-
-
-def save_tiny_clip(folder: Path, seed: int) -> Path:
-    """A randomly initialised CLIPModel (2 layers, width 32, 16-d projection, 32 px images) with its image
-    processor and ``tiny_clip_tokenizer(CAT_MERGES)``, saved as a transformers folder."""
-    import pytest
-
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tok, vocab = tiny_clip_tokenizer(CAT_MERGES)
-    torch.manual_seed(seed)
-    config = transformers.CLIPConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 16,
-            "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"],
-        },
-        vision_config=dict(TINY_VISION),
-        projection_dim=16,
-    )
-    transformers.CLIPModel(config).eval().save_pretrained(folder)
-    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 # ------------------------------------------------------------------------------------------------ outcomes

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from helpers import TINY_VISION, random_image
+from helpers import random_image
 
 from semzip.errors import InvalidInputError, MissingModelError
+from semzip.models import tiny
 from semzip.models.captioners import (
     DEFAULT_PROMPT,
     SidecarCaptions,
@@ -113,48 +114,18 @@ def test_registry_captioners(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ tiny BLIP
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "cat", "dog", "on", "the", "red", "blue",
-         "sky", "house", "tree", "with", "and", "photo", "of"]
 
-
-def _save_tiny_blip(folder):
-    """A randomly initialised BlipForConditionalGeneration with a 20-word BERT tokenizer, saved to ``folder``."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    import inspect
-
-    if "vocab" not in inspect.signature(transformers.BertTokenizer.__init__).parameters:
+def _needs_tiny_tokenizers():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    if not tiny.in_memory_tokenizers():
         pytest.skip("tiny tokenizer construction written for transformers >= 5")
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = transformers.BertTokenizer(vocab=vocab, bos_token="[DEC]", model_max_length=32)
-    config = transformers.BlipConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 64,
-            "encoder_hidden_size": 32,
-            "bos_token_id": vocab["[DEC]"],
-            "eos_token_id": vocab["[SEP]"],
-            "sep_token_id": vocab["[SEP]"],
-            "pad_token_id": vocab["[PAD]"],
-        },
-        vision_config=dict(TINY_VISION),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    transformers.BlipForConditionalGeneration(config).eval().save_pretrained(folder)
-    proc_cls = getattr(transformers, "BlipImageProcessorPil", None) or transformers.BlipImageProcessor
-    transformers.BlipProcessor(image_processor=proc_cls(size={"height": 32, "width": 32}), tokenizer=tok
-                               ).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def tiny_blip(tmp_path_factory):
-    return _save_tiny_blip(tmp_path_factory.mktemp("blip") / "tiny-blip")
+    _needs_tiny_tokenizers()
+    return tiny.save_tiny_blip(tmp_path_factory.mktemp("blip") / "tiny-blip")
 
 
 def test_hf_captioner_tiny_blip(tiny_blip):
@@ -187,52 +158,11 @@ def test_hf_captioner_prompt(tiny_blip):
 
 # ------------------------------------------------------------------------------------------------ tiny LLaVA
 
-CHAT_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<image>", "user", ":", "assistant", "a", "cat", "red",
-              "sky", "describe", "in", "words", "at", "most", "the", "image"]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> "
-    "{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}"
-)
-
-
-def _save_tiny_llava(folder):
-    """A randomly initialised LlavaForConditionalGeneration (tiny CLIP vision tower + tiny Llama) with a chat
-    template, saved to ``folder``."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    import inspect
-
-    if "vocab" not in inspect.signature(transformers.BertTokenizer.__init__).parameters:
-        pytest.skip("tiny tokenizer construction written for transformers >= 5")
-    vocab = {w: i for i, w in enumerate(CHAT_WORDS)}
-    tok = transformers.BertTokenizer(vocab=vocab, model_max_length=256)
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    config = transformers.LlavaConfig(
-        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 37,
-                       "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 16, "patch_size": 8,
-                       "projection_dim": 32},
-        text_config={"model_type": "llama", "vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37,
-                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                     "max_position_embeddings": 256, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3},
-        image_token_id=vocab["<image>"],
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-    )
-    torch.manual_seed(0)
-    transformers.LlavaForConditionalGeneration(config).eval().save_pretrained(folder)
-    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    transformers.LlavaProcessor(
-        image_processor=proc_cls(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
-        tokenizer=tok, patch_size=8, vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-        num_additional_image_tokens=1,  # the CLS token of the CLIP tower
-    ).save_pretrained(folder)
-    return folder
-
-
 def test_chat_captioner_tiny_llava(tmp_path):
     from semzip.models.captioners import ChatCaptioner
 
-    folder = _save_tiny_llava(tmp_path / "tiny-llava")
+    _needs_tiny_tokenizers()
+    folder = tiny.save_tiny_llava(tmp_path / "tiny-llava")
     cap = load_captioner(f"chat:{folder}", device="cpu", dtype="fp32", max_words=5, batch_size=2)
     assert isinstance(cap, ChatCaptioner) and cap.name == f"chat:{folder}"
     imgs = [random_image(), random_image(64, 48, seed=1), random_image(seed=2)]

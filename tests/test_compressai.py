@@ -15,15 +15,7 @@ pytest.importorskip("compressai")
 
 from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
 from semzip.models.lic import COMPRESSAI_ARCHS, COMPRESSAI_QUALITIES, CompressAILIC, load_lic
-
-
-def _random_net(arch: str, quality: int = 1, seed: int = 0):
-    from compressai.zoo import image_models
-
-    torch.manual_seed(seed)
-    net = image_models[arch](quality=quality, pretrained=False).eval()
-    net.update(force=True)
-    return net
+from semzip.models.tiny import random_compressai_net
 
 
 def _zoo_file(torch_home: Path, arch: str, quality: int, metric: str = "mse") -> Path:
@@ -48,7 +40,7 @@ def test_every_zoo_architecture_by_name_and_quality(arch, tmp_path, monkeypatch)
     """``compressai:<arch>:<q>`` through the zoo's own loader (cache hit, no download), bit-exact against
     CompressAI's own decode of the same strings."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    net = _random_net(arch, 1)
+    net = random_compressai_net(arch, 1)
     torch.save(net.state_dict(), _zoo_file(tmp_path, arch, 1))
     codec = load_lic(f"compressai:{arch}:1")
     assert codec.name == f"compressai:{arch}:1" and codec.tables == "stored"
@@ -81,7 +73,7 @@ def test_zoo_quality_range_and_metric(tmp_path, monkeypatch):
 
 
 def test_checkpoint_forms_and_computed_tables(tmp_path):
-    net = _random_net("mbt2018-mean", 1, seed=3)
+    net = random_compressai_net("mbt2018-mean", 1, seed=3)
     plain = {k: v for k, v in net.state_dict().items() if "_quantized_cdf" not in k and "_offset" not in k
              and "_cdf_length" not in k}
     torch.save({"state_dict": plain}, tmp_path / "train.pth.tar")  # a training checkpoint without tables
@@ -100,7 +92,7 @@ def test_checkpoint_forms_and_computed_tables(tmp_path):
 def test_stored_cdf_tables_are_used_not_recomputed(tmp_path):
     """The integer tables in a file are the tables coded with, even when the float parameters would give
     others (they can differ between machines: that is why they are stored)."""
-    net = _random_net("bmshj2018-hyperprior", 1, seed=5)
+    net = random_compressai_net("bmshj2018-hyperprior", 1, seed=5)
     state = net.state_dict()
     stored = {k: v.clone() for k, v in state.items() if k.endswith(("_quantized_cdf", "_offset", "_cdf_length"))}
     assert stored
@@ -122,7 +114,7 @@ def test_stored_cdf_tables_are_used_not_recomputed(tmp_path):
 
 
 def test_wrong_architecture_checkpoint_is_named_as_such(tmp_path):
-    torch.save(_random_net("bmshj2018-factorized", 1).state_dict(), tmp_path / "fact.pth")
+    torch.save(random_compressai_net("bmshj2018-factorized", 1).state_dict(), tmp_path / "fact.pth")
     with pytest.raises(ModelMismatchError, match="not a cheng2020-attn checkpoint"):
         CompressAILIC("cheng2020-attn", checkpoint=tmp_path / "fact.pth")
     with pytest.raises(MissingModelError, match="not found"):
@@ -130,8 +122,8 @@ def test_wrong_architecture_checkpoint_is_named_as_such(tmp_path):
 
 
 def test_stream_from_another_model_is_refused(tmp_path):
-    torch.save(_random_net("mbt2018-mean", 1, seed=1).state_dict(), tmp_path / "a.pth")
-    torch.save(_random_net("mbt2018-mean", 1, seed=2).state_dict(), tmp_path / "b.pth")
+    torch.save(random_compressai_net("mbt2018-mean", 1, seed=1).state_dict(), tmp_path / "a.pth")
+    torch.save(random_compressai_net("mbt2018-mean", 1, seed=2).state_dict(), tmp_path / "b.pth")
     a = CompressAILIC("mbt2018-mean", checkpoint=tmp_path / "a.pth")
     b = CompressAILIC("mbt2018-mean", checkpoint=tmp_path / "b.pth")
     streams, shape = a.compress(textured_image(64, 64, noise=20))

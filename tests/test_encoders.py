@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import random_images, save_tiny_clip, smooth_image
+from helpers import random_images, smooth_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.registry import known_encoders, known_generators, load_encoder, load_generator
@@ -18,6 +18,7 @@ from semzip.models.thumbnail import (
     thumbnail_dim,
     thumbnail_space,
 )
+from semzip.models.tiny import random_open_clip, save_tiny_clip
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
@@ -132,6 +133,7 @@ def test_missing_models_are_reported(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
+    pytest.importorskip("transformers")
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=0)
 
 
@@ -217,11 +219,10 @@ def test_hf_clip_broken_folder(tmp_path):
 def open_clip_b32(tmp_path_factory):
     """Random weights of OpenCLIP's ViT-B-32 saved the ways users keep them: a state dict, a safetensors file,
     a training checkpoint (``{"epoch", "state_dict"}`` with DDP's ``module.`` prefix)."""
-    open_clip = pytest.importorskip("open_clip")
+    pytest.importorskip("open_clip")
     torch = pytest.importorskip("torch")
     d = tmp_path_factory.mktemp("openclip")
-    torch.manual_seed(0)
-    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    model = random_open_clip("ViT-B-32", seed=0)
     state = model.state_dict()
     torch.save(state, d / "vit-b-32-random.pt")
     from safetensors.torch import save_file

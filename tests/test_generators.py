@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import smooth_image, tiny_clip_tokenizer
+from helpers import smooth_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.generators import ThumbnailGenerator
 from semzip.models.thumbnail import ThumbnailEncoder
+from semzip.models.tiny import EMBED_DIM, save_tiny_kandinsky, save_tiny_stable_unclip
 
 
 def test_thumbnail_generator():
@@ -30,63 +31,12 @@ def test_thumbnail_generator():
 
 # ---------------------------------------------------------------------------------------------- Kandinsky 2.2
 
-EMBED_DIM = 32
-
-
-def _save_tiny_kandinsky(folder):
-    """A randomly initialised Kandinsky 2.2 decoder (diffusers' own dummy components), saved to ``folder``."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        in_channels=4,
-        out_channels=8,  # mean and variance
-        addition_embed_type="image",
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        encoder_hid_dim=EMBED_DIM,
-        encoder_hid_dim_type="image_proj",
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift",
-        class_embed_type=None,
-    )
-    torch.manual_seed(0)
-    movq = diffusers.VQModel(
-        block_out_channels=[32, 64],
-        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-        in_channels=3,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        norm_type="spatial",
-        num_vq_embeddings=12,
-        out_channels=3,
-        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
-        vq_embed_dim=4,
-    )
-    scheduler = diffusers.DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="linear",
-        beta_start=0.00085,
-        beta_end=0.012,
-        clip_sample=False,
-        prediction_type="epsilon",
-        variance_type="learned_range",
-    )
-    pipe = diffusers.KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
-    pipe.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def kandinsky(tmp_path_factory):
     from semzip.models.generators import KandinskyV22Generator
 
-    folder = _save_tiny_kandinsky(tmp_path_factory.mktemp("k22") / "tiny-k22")
+    pytest.importorskip("diffusers")
+    folder = save_tiny_kandinsky(tmp_path_factory.mktemp("k22") / "tiny-k22")
     return KandinskyV22Generator(folder, device="cpu", batch_size=2, size=(32, 32), embed_norm=3.0)
 
 
@@ -142,96 +92,13 @@ def test_kandinsky_registry_and_missing(kandinsky, tmp_path):
 # ---------------------------------------------------------------------------------------------- Stable unCLIP
 
 
-def _save_tiny_stable_unclip(folder):
-    """A randomly initialised SD-unCLIP img2img pipeline (diffusers' own dummy components), saved to ``folder``."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
-        StableUnCLIPImageNormalizer,
-    )
-
-    hidden = EMBED_DIM
-    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    tokenizer, vocab = tiny_clip_tokenizer(model_max_length=16)
-    vocab_size = len(vocab)
-    torch.manual_seed(0)
-    image_encoder = transformers.CLIPVisionModelWithProjection(
-        transformers.CLIPVisionConfig(
-            hidden_size=hidden,
-            projection_dim=hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            intermediate_size=37,
-            patch_size=8,
-        )
-    )
-    torch.manual_seed(0)
-    normalizer = StableUnCLIPImageNormalizer(embedding_dim=hidden)
-    with torch.no_grad():  # non-trivial statistics so that embed_norm is checked against something
-        normalizer.mean.copy_(torch.linspace(-1.0, 1.0, hidden)[None])
-        normalizer.std.copy_(torch.full((1, hidden), 0.5))
-    torch.manual_seed(0)
-    text_encoder = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-            hidden_size=hidden,
-            projection_dim=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=vocab_size,
-            max_position_embeddings=16,
-        )
-    )
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64),
-        attention_head_dim=(2, 4),
-        class_embed_type="projection",
-        projection_class_embeddings_input_dim=hidden * 2,  # noised image embedding + noise-level embedding
-        cross_attention_dim=hidden,
-        layers_per_block=1,
-        upcast_attention=True,
-        use_linear_projection=True,
-    )
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKL(block_out_channels=(32,), norm_num_groups=8)
-    pipe = diffusers.StableUnCLIPImg2ImgPipeline(
-        feature_extractor=proc_cls(crop_size=32, size=32),
-        image_encoder=image_encoder.eval(),
-        image_normalizer=normalizer.eval(),
-        image_noising_scheduler=diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=tokenizer,
-        text_encoder=text_encoder.eval(),
-        unet=unet.eval(),
-        scheduler=diffusers.DDIMScheduler(
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            prediction_type="v_prediction",
-            set_alpha_to_one=False,
-            steps_offset=1,
-        ),
-        vae=vae.eval(),
-    )
-    pipe.save_pretrained(folder)
-    return folder
-
-
 def test_stable_unclip_tiny(tmp_path):
     from semzip.models.generators import STABLE_UNCLIP_SPACE, StableUnCLIPGenerator
     from semzip.models.registry import load_generator
 
-    folder = _save_tiny_stable_unclip(tmp_path / "tiny-unclip")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    folder = save_tiny_stable_unclip(tmp_path / "tiny-unclip")
     gen = StableUnCLIPGenerator(folder, device="cpu", batch_size=2, noise_level=10)
     assert gen.space == STABLE_UNCLIP_SPACE and gen.dim == EMBED_DIM
     assert gen.params()["size"] == [16, 16]  # unet sample size x vae scale factor (1)

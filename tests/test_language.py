@@ -12,15 +12,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from semzip.models.language import LanguageModel, _cache_argument
+from semzip.models.tiny import tiny_llama
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                   num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-                                   max_position_embeddings=64)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return tiny_llama(vocab_size=40, seed=0)
 
 
 def test_incremental_decoding_warns_nothing_and_matches_a_full_pass(tiny):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import smooth_image, tiny_clip_tokenizer
+from helpers import smooth_image
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.refiners import IDENTITY_NOTE, IdentityRefiner, resize_rgb
 from semzip.models.registry import known_refiners, load_refiner
+from semzip.models.tiny import save_tiny_controlnet, save_tiny_sd_img2img
 
 
 def test_identity_refiner():
@@ -49,64 +50,11 @@ def test_refiner_registry(tmp_path):
 # ---------------------------------------------------------------------------------------- tiny SD img2img
 
 
-def _tiny_parts():
-    """diffusers' dummy components of the SD img2img tests (small UNet, VAE, CLIP text encoder)."""
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
-    transformers = pytest.importorskip("transformers")
-    tokenizer, vocab = tiny_clip_tokenizer(model_max_length=16)
-    vocab_size = len(vocab)
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=8,
-        attention_head_dim=2,
-    )
-    torch.manual_seed(0)
-    vae = diffusers.AutoencoderKL(
-        block_out_channels=(32,),  # one block: vae scale factor 1, so latents are as large as the image
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",),
-        up_block_types=("UpDecoderBlock2D",),
-        latent_channels=4,
-        norm_num_groups=8,
-    )
-    torch.manual_seed(0)
-    text_encoder = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=vocab_size,
-            max_position_embeddings=16,
-        )
-    )
-    scheduler = diffusers.DDIMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-        set_alpha_to_one=False, steps_offset=1,
-    )
-    return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval(), "tokenizer": tokenizer,
-            "scheduler": scheduler, "safety_checker": None, "feature_extractor": None}
-
-
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    diffusers = pytest.importorskip("diffusers")
-    folder = tmp_path_factory.mktemp("sd") / "tiny-sd"
-    diffusers.StableDiffusionImg2ImgPipeline(**_tiny_parts(), requires_safety_checker=False).save_pretrained(folder)
-    return folder
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    return save_tiny_sd_img2img(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 @pytest.fixture(scope="module")
@@ -162,22 +110,9 @@ def test_sd_img2img_params(sd_refiner, tiny_sd):
 
 
 def test_controlnet_tile_tiny(tiny_sd, tmp_path):
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
     from semzip.models.refiners import ControlNetTileRefiner
 
-    torch.manual_seed(0)
-    controlnet = diffusers.ControlNetModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        in_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        cross_attention_dim=32,
-        conditioning_embedding_out_channels=(16,),  # no downsampling: the tiny VAE has scale factor 1
-        norm_num_groups=8,
-        attention_head_dim=2,
-    )
-    controlnet.save_pretrained(tmp_path / "cn")
+    save_tiny_controlnet(tmp_path / "cn")
     ref = ControlNetTileRefiner(tiny_sd, tmp_path / "cn", device="cpu", conditioning_scale=0.8)
     lic = smooth_image(24, 32)
     a = ref.refine([lic], ["a red cat"], seed=1, steps=2)

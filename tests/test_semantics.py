@@ -70,10 +70,9 @@ def test_blend_cli_with_image_concept_and_text_refused(tmp_path, monkeypatch):
 def test_atoms_cli_with_a_tiny_clip(tmp_path, monkeypatch):
     """The whole CLIP path on a tiny random CLIPModel: folder -> archive -> atom-to-concept table, text blend."""
     pytest.importorskip("transformers")
-    from helpers import save_tiny_clip
-
     from semzip.cli import app
     from semzip.data.scenes import write_scenes
+    from semzip.models.tiny import save_tiny_clip
 
     monkeypatch.setenv("SEMZIP_CACHE", str(tmp_path / "cache"))
     clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)

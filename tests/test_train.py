@@ -170,17 +170,12 @@ def test_cli_command(smoke, tmp_path):
 
 
 def test_hf_clip_term_is_differentiable(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from semzip.models.encoders import HFClipEncoder
+    from semzip.models.tiny import save_tiny_clip_vision
     from semzip.train.lic import clip_embedder
 
-    folder = tmp_path / "tiny-clip-vision"
-    torch.manual_seed(0)
-    cfg = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                        num_attention_heads=4, image_size=32, patch_size=8, projection_dim=16)
-    transformers.CLIPVisionModelWithProjection(cfg).eval().save_pretrained(folder)
-    proc_cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
-    proc_cls(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    folder = save_tiny_clip_vision(tmp_path / "tiny-clip-vision", seed=0)
     embed, label = clip_embedder(f"hf:{folder}", "cpu")
     imgs = np.random.default_rng(2).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     x = (torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255).requires_grad_(True)

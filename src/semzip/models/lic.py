@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from semzip.cache import cache_root
 from semzip.errors import (
     EntropyDecodeError,
     InvalidInputError,
@@ -58,11 +59,11 @@ from semzip.errors import (
     ResourceLimitError,
     SemzipError,
 )
+from semzip.models.registry import ModelRegistry, locate
 
 TINY_NAME = "semzip-tiny-hyperprior"
 """Name of the project's own model family (never to be confused with a published model)."""
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "lic-tiny.safetensors"
-CACHE_ENV = "SEMZIP_CACHE"
 MAX_CODED_PIXELS = 100_000_000
 Z_PRECISION = 16
 Z_MAX_HALF_RANGE = 64
@@ -90,6 +91,7 @@ __all__ = [
     "COMPRESSAI_QUALITIES",
     "DEFAULT_WEIGHTS",
     "LEGACY_STREAM_VERSION",
+    "LIC_MODELS",
     "STREAM_VERSION",
     "TINY_NAME",
     "CompressAILIC",
@@ -101,6 +103,7 @@ __all__ = [
     "default_weights_path",
     "deterministic_mode",
     "integer_digest",
+    "known_lics",
     "load_lic",
     "zoo_cached",
 ]
@@ -739,8 +742,7 @@ def default_weights_path() -> Path:
     """Where the shipped default lives, else where the build script put it in the user cache."""
     if DEFAULT_WEIGHTS.is_file():
         return DEFAULT_WEIGHTS
-    cache = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "semzip")) / "lic-tiny.safetensors"
-    return cache
+    return cache_root() / "lic-tiny.safetensors"
 
 
 class TinyHyperprior(LearnedImageCodec):
@@ -844,7 +846,9 @@ class TinyHyperprior(LearnedImageCodec):
         (the fp32 model holds the same values), so the fingerprint of the loaded model is stable.
         """
         torch = self._torch
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
+
+        from semzip.format import atomic_write
 
         dt = {"float16": torch.float16, "float32": torch.float32}[dtype]
         state = {k: v.detach().to(dt).contiguous() for k, v in self.net.state_dict().items()}
@@ -862,10 +866,7 @@ class TinyHyperprior(LearnedImageCodec):
         }
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        save_file(state, str(tmp), metadata=meta)
-        os.chmod(tmp, 0o644)  # a weights file is data to share, not a secret
-        os.replace(tmp, p)
+        atomic_write(p, safetensors_bytes(state, metadata=meta))  # the same bytes as save_file, never half-written
         return p
 
     @property
@@ -1160,27 +1161,35 @@ def _load_state(path: Path) -> dict[str, Any]:
         raise MissingModelError(f"{path}: cannot be read as safetensors / weights-only torch file ({exc})") from None
 
 
+def _tiny_lic(arg: str | None, allow_download: bool = False) -> TinyHyperprior:
+    """``tiny``: the shipped default; ``tiny:<file>``: a weights file from ``semzip train-lic`` (found in the
+    model folders when it is not a path here). Nothing to download: ``allow_download`` is accepted and unused."""
+    return TinyHyperprior.from_file(locate(arg)) if arg else TinyHyperprior.default()
+
+
+def _compressai_lic(arg: str, **kw: Any) -> CompressAILIC:
+    """``compressai:<arch>:<quality>`` (zoo weights) or ``compressai:<arch>:<checkpoint file>``."""
+    arch, _, q = arg.partition(":")
+    if q.isdigit():
+        return CompressAILIC(arch, int(q), **kw)
+    return CompressAILIC(arch, 1, checkpoint=locate(q) if q else None, **kw)
+
+
+LIC_MODELS = ModelRegistry("LIC", "tiny")
+"""The learned image codecs by spec."""
+LIC_MODELS.register("tiny", _tiny_lic, "tiny[:<weights.safetensors>] (semzip's own hyperprior; the default)")
+LIC_MODELS.register(
+    "compressai", _compressai_lic,
+    "compressai:<arch>:<quality or checkpoint file> (a CompressAI zoo model, e.g. compressai:mbt2018:3)",
+)
+
+
 def load_lic(spec: str = "tiny", **kw: Any) -> LearnedImageCodec:
     """Build a codec by name: ``tiny`` | ``tiny:<weights.safetensors>`` |
-    ``compressai:<arch>:<quality>`` | ``compressai:<arch>:<checkpoint file>``."""
-    if not isinstance(spec, str) or not spec:
-        raise InvalidInputError("LIC spec must be a non-empty string")
-    from semzip.models.registry import downloads_allowed, locate, with_searched_folders
+    ``compressai:<arch>:<quality>`` | ``compressai:<arch>:<checkpoint file>`` (see :data:`LIC_MODELS`)."""
+    return LIC_MODELS.load(spec, **kw)
 
-    kind, _, arg = spec.partition(":")
-    try:
-        if kind == "tiny":
-            return TinyHyperprior.from_file(locate(arg)) if arg else TinyHyperprior.default()
-        if kind == "compressai":
-            arch, _, q = arg.partition(":")
-            if "allow_download" not in kw and downloads_allowed():
-                kw = {**kw, "allow_download": True}
-            if q.isdigit():
-                return CompressAILIC(arch, int(q), **kw)
-            return CompressAILIC(arch, 1, checkpoint=locate(q) if q else None, **kw)
-    except MissingModelError as exc:
-        raise with_searched_folders(exc) from None
-    raise InvalidInputError(
-        f"unknown LIC {spec!r}; use tiny, tiny:<weights.safetensors>, compressai:<arch>:<quality> or "
-        "compressai:<arch>:<checkpoint>"
-    )
+
+def known_lics() -> list[str]:
+    """Usage patterns of the registered LIC specs."""
+    return LIC_MODELS.usages()

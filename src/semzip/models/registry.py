@@ -1,9 +1,21 @@
-"""Names -> model loaders. Specs are strings so they can live in archive headers and on the command line.
+"""Spec strings -> model loaders, one :class:`ModelRegistry` per model role. Specs are strings so that they
+can live in archive headers and on the command line.
 
-Encoders:   ``thumbnail`` | ``thumbnail:<grid>`` | ``open_clip:<model>/<tag-or-checkpoint>`` | ``hf:<path-or-id>``
-Generators: ``thumbnail`` | ``thumbnail:<grid>`` | ``stable-unclip:<path>`` | ``kandinsky22:<decoder path>``
+* image encoders: :data:`ENCODERS` (here): ``thumbnail[:<grid>]``, ``open_clip[:<model>/<tag or file>]``,
+  ``hf:<folder or hub id>``;
+* image generators: :data:`GENERATORS` (here): ``thumbnail[:<grid>]``, ``stable-unclip:<folder>``,
+  ``kandinsky22:<folder>``;
+* captioners: :data:`CAPTIONERS` (here): ``sidecar[:<csv or folder>]``, ``hf:<folder>``, ``chat:<folder>``;
+* refiners: :data:`REFINERS` (here): ``identity``, ``sd-img2img:<folder>``,
+  ``controlnet-tile:<sd folder>,<controlnet folder>``;
+* learned image codecs: ``semzip.models.lic.LIC_MODELS``: ``tiny[:<file>]``, ``compressai:<arch>:<quality or file>``;
+* caption language models: ``semzip.models.language.LANGUAGE_MODELS``: a registered name (``smollm2-135m``),
+  a model folder, a ``.gguf`` file or a hub id.
 
-Loaders import their heavy dependencies only when called. Keyword arguments go to the backend's constructor.
+The last two live in their own modules: ``lic.py`` and ``language.py`` call their registry (``load_lic``,
+``load_language_model``) and import this module for the class and the search path, so a registry here
+that imported them back would close an import cycle (tests/test_architecture.py forbids one). Loaders import
+their backend, and its heavy dependencies, only when called. Keyword arguments go to the backend's constructor.
 
 Where weights live is the user's to say when loading, not the archive's: archives record a model's portable
 name (a folder's or file's *name*, a hub id, a tag) and its fingerprint. A name that is not a path here is
@@ -17,6 +29,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,57 +151,170 @@ def with_searched_folders(exc: MissingModelError) -> MissingModelError:
 
 Loader = Callable[..., Any]
 
-_ENCODERS: dict[str, tuple[Loader, str]] = {}
-_GENERATORS: dict[str, tuple[Loader, str]] = {}
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One registered kind of spec: its loader, its usage line, and whether the spec must carry an argument."""
+
+    loader: Loader
+    usage: str
+    needs_arg: bool
+
+
+class ModelRegistry:
+    """Spec strings -> loaders for one model role (encoder, generator, captioner, refiner, LIC, language model).
+
+    A spec is ``prefix`` or ``prefix:arg``; :meth:`load` calls the prefix's ``loader(arg, **kw)`` (``arg`` is
+    ``None`` without a colon) and turns a :class:`MissingModelError` into one that lists the model folders
+    searched. ``allow_download=True`` is passed when downloads are allowed (:func:`downloads_allowed`) and the
+    loader takes it, unless the caller says otherwise. A usage written ``prefix:<...>`` marks an argument as
+    required (``hf:<folder>``); ``prefix[:<...>]`` as optional (``thumbnail[:<grid>]``).
+
+    Some roles do not name models as ``prefix:arg``: a language model is a registry name (``smollm2-135m``),
+    a local folder or ``.gguf`` file (whose path may hold anything, a colon included), or a hub id. Such a
+    registry is built with ``prefixed=False`` and a ``fallback``: a registered name is matched as the whole
+    spec, and every other spec goes, whole, to ``fallback(spec, **kw)``, which resolves paths and hub ids.
+    """
+
+    def __init__(self, role: str, default: str | None = None, *, prefixed: bool = True,
+                 fallback: Loader | None = None) -> None:
+        self.role = role
+        self.default = default
+        self.prefixed = prefixed
+        self.fallback = fallback
+        self._entries: dict[str, RegistryEntry] = {}
+
+    def register(self, prefix: str, loader: Loader, usage: str) -> None:
+        """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``; ``usage`` is shown in help
+        and errors, and says whether the argument is required (``prefix:<...>``) or optional."""
+        needs_arg = self.prefixed and usage.startswith(prefix + ":")
+        self._entries[prefix] = RegistryEntry(loader, usage, needs_arg)
+
+    def names(self) -> list[str]:
+        """The registered prefixes (or whole names), in registration order."""
+        return list(self._entries)
+
+    def usages(self) -> list[str]:
+        """The usage line of every registered prefix, in registration order."""
+        return [e.usage for e in self._entries.values()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def resolve(self, spec: str | None) -> tuple[Loader, str | None]:
+        """The loader for ``spec`` and the argument it gets; refuses an empty spec, an unknown prefix and a
+        missing required argument (:class:`InvalidInputError`) without loading anything."""
+        spec = self.default if spec is None else spec
+        if not isinstance(spec, str) or not spec.strip():
+            raise InvalidInputError(f"{self.role} spec must be a non-empty string")
+        if not self.prefixed:
+            if spec.strip() in self._entries:
+                return self._entries[spec.strip()].loader, None
+            if self.fallback is not None:
+                return self.fallback, spec  # a path is passed as given
+        prefix, sep, arg = spec.strip().partition(":")
+        entry = self._entries.get(prefix) if self.prefixed else None
+        if entry is None:
+            if self.fallback is not None:
+                return self.fallback, spec
+            raise InvalidInputError(f"unknown {self.role} {spec!r}; known: {'; '.join(self.usages())}")
+        if entry.needs_arg and not arg:
+            raise InvalidInputError(f"missing argument: use {entry.usage}")
+        return entry.loader, (arg if sep else None)
+
+    def check(self, spec: str | None) -> None:
+        """Refuse a spec of no registered kind, or one missing its argument, without loading it."""
+        self.resolve(spec)
+
+    def load(self, spec: str | None = None, **kw: Any) -> Any:
+        """Build the model named by ``spec`` (the registry's default when ``None``); ``kw`` go to the loader."""
+        loader, arg = self.resolve(spec)
+        try:
+            return loader(arg, **_with_defaults(loader, kw))
+        except MissingModelError as exc:
+            raise with_searched_folders(exc) from None
+
+
+ENCODERS = ModelRegistry("encoder", "thumbnail")
+"""Image encoders (:class:`~semzip.models.encoders.ImageEncoder`): images -> embeddings."""
+GENERATORS = ModelRegistry("generator", "thumbnail")
+"""Image generators (:class:`~semzip.models.generators.ImageGenerator`): embeddings -> images."""
+CAPTIONERS = ModelRegistry("captioner", "sidecar")
+"""Captioners (:class:`~semzip.models.captioners.Captioner`): images -> captions, for the image-text codec."""
+REFINERS = ModelRegistry("refiner", "identity")
+"""Refiners (:class:`~semzip.models.refiners.Refiner`): LIC image + caption -> final image."""
 
 
 def register_encoder(prefix: str, loader: Loader, usage: str) -> None:
-    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
-    _ENCODERS[prefix] = (loader, usage)
+    """Register ``loader(arg, **kw)`` for encoder specs ``prefix`` or ``prefix:arg``."""
+    ENCODERS.register(prefix, loader, usage)
 
 
 def register_generator(prefix: str, loader: Loader, usage: str) -> None:
-    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
-    _GENERATORS[prefix] = (loader, usage)
+    """Register ``loader(arg, **kw)`` for generator specs ``prefix`` or ``prefix:arg``."""
+    GENERATORS.register(prefix, loader, usage)
+
+
+def register_captioner(prefix: str, loader: Loader, usage: str) -> None:
+    """Register ``loader(arg, **kw)`` for captioner specs ``prefix`` or ``prefix:arg``."""
+    CAPTIONERS.register(prefix, loader, usage)
+
+
+def register_refiner(prefix: str, loader: Loader, usage: str) -> None:
+    """Register ``loader(arg, **kw)`` for refiner specs ``prefix`` or ``prefix:arg``."""
+    REFINERS.register(prefix, loader, usage)
 
 
 def known_encoders() -> list[str]:
     """Usage patterns of the registered encoder specs."""
-    return [usage for _, usage in _ENCODERS.values()]
+    return ENCODERS.usages()
 
 
 def known_generators() -> list[str]:
     """Usage patterns of the registered generator specs."""
-    return [usage for _, usage in _GENERATORS.values()]
+    return GENERATORS.usages()
 
 
-def _split(spec: str, table: dict[str, tuple[Loader, str]], kind: str) -> tuple[Loader, str | None]:
-    if not isinstance(spec, str) or not spec.strip():
-        raise InvalidInputError(f"{kind} spec must be a non-empty string")
-    prefix, sep, arg = spec.strip().partition(":")
-    if prefix not in table:
-        usages = "; ".join(u for _, u in table.values())
-        raise InvalidInputError(f"unknown {kind} {spec!r}; known: {usages}")
-    return table[prefix][0], (arg if sep else None)
+def known_captioners() -> list[str]:
+    """Usage patterns of the registered captioner specs."""
+    return CAPTIONERS.usages()
 
 
-def _load(loader: Loader, arg: str | None, kw: dict[str, Any]) -> Any:
-    try:
-        return loader(arg, **_with_defaults(loader, kw))
-    except MissingModelError as exc:
-        raise with_searched_folders(exc) from None
+def known_refiners() -> list[str]:
+    """Usage patterns of the registered refiner specs."""
+    return REFINERS.usages()
 
 
 def load_encoder(spec: str = "thumbnail", **kw: Any) -> Any:
     """Build the ``ImageEncoder`` named by ``spec`` (e.g. ``"thumbnail"``, ``"hf:/models/clip-vit-b32"``)."""
-    loader, arg = _split(spec, _ENCODERS, "encoder")
-    return _load(loader, arg, kw)
+    return ENCODERS.load(spec, **kw)
 
 
 def load_generator(spec: str = "thumbnail", **kw: Any) -> Any:
     """Build the ``ImageGenerator`` named by ``spec`` (e.g. ``"thumbnail"``, ``"kandinsky22:/models/k22"``)."""
-    loader, arg = _split(spec, _GENERATORS, "generator")
-    return _load(loader, arg, kw)
+    return GENERATORS.load(spec, **kw)
+
+
+def load_captioner(spec: str | None = "sidecar", **kw: Any) -> Any:
+    """Build the ``Captioner`` named by ``spec`` (e.g. ``"sidecar:captions.csv"``, ``"hf:/models/blip"``).
+
+    ``None`` or ``"sidecar"``: captions from ``<image stem>.txt`` files next to the images (the offline default).
+    """
+    return CAPTIONERS.load(spec, **kw)
+
+
+def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
+    """Build the ``Refiner`` named by ``spec`` (e.g. ``"identity"``, ``"sd-img2img:/models/sd15"``)."""
+    return REFINERS.load(spec, **kw)
+
+
+def check_refiner_spec(spec: str | None) -> None:
+    """Refuse a refiner spec of no registered kind, or one missing its argument, without loading it."""
+    if spec is not None:
+        REFINERS.check(spec)
+
+
+# ---------------------------------------------------------------------------------------------- loaders
 
 
 def _grid(arg: str | None) -> int:
@@ -200,12 +326,6 @@ def _grid(arg: str | None) -> int:
         return int(arg)
     except ValueError:
         raise InvalidInputError(f"thumbnail grid must be an integer, got {arg!r}") from None
-
-
-def _need(arg: str | None, usage: str) -> str:
-    if not arg:
-        raise InvalidInputError(f"missing argument: use {usage}")
-    return arg
 
 
 def _thumbnail_encoder(arg: str | None, **kw: Any) -> Any:
@@ -238,10 +358,10 @@ def _locate_pretrained(pretrained: str) -> str:
     return found if tag is None else f"{tag}@{found}"
 
 
-def _hf_encoder(arg: str | None, **kw: Any) -> Any:
+def _hf_encoder(arg: str, **kw: Any) -> Any:
     from semzip.models.encoders import HFClipEncoder
 
-    return HFClipEncoder(locate(_need(arg, "hf:<local folder or hub id>")), **kw)
+    return HFClipEncoder(locate(arg), **kw)
 
 
 def _thumbnail_generator(arg: str | None, **kw: Any) -> Any:
@@ -250,16 +370,16 @@ def _thumbnail_generator(arg: str | None, **kw: Any) -> Any:
     return ThumbnailGenerator(grid=_grid(arg), **kw)
 
 
-def _stable_unclip(arg: str | None, **kw: Any) -> Any:
+def _stable_unclip(arg: str, **kw: Any) -> Any:
     from semzip.models.generators import StableUnCLIPGenerator
 
-    return StableUnCLIPGenerator(locate(_need(arg, "stable-unclip:<pipeline folder>")), **kw)
+    return StableUnCLIPGenerator(locate(arg), **kw)
 
 
-def _kandinsky22(arg: str | None, **kw: Any) -> Any:
+def _kandinsky22(arg: str, **kw: Any) -> Any:
     from semzip.models.generators import KandinskyV22Generator
 
-    return KandinskyV22Generator(locate(_need(arg, "kandinsky22:<decoder pipeline folder>")), **kw)
+    return KandinskyV22Generator(locate(arg), **kw)
 
 
 register_encoder(
@@ -268,7 +388,7 @@ register_encoder(
 register_encoder(
     "open_clip",
     _open_clip_encoder,
-    "open_clip:<model>/<pretrained tag or checkpoint file> (e.g. open_clip:ViT-H-14/laion2b_s32b_b79k)",
+    "open_clip[:<model>/<pretrained tag or checkpoint file>] (e.g. open_clip:ViT-H-14/laion2b_s32b_b79k)",
 )
 register_encoder("hf", _hf_encoder, "hf:<folder or hub id> (transformers CLIPModel)")
 register_generator(
@@ -282,82 +402,22 @@ register_generator(
 )
 
 
-# ----------------------------------------------------------------------------------------------------------
-# captioners and refiners (image-text codec)
-#
-# Captioners: ``sidecar`` | ``sidecar:<captions.csv or folder of .txt>`` | ``hf:<folder>`` | ``chat:<folder>``
-# Refiners:   ``identity`` | ``sd-img2img:<folder>`` | ``controlnet-tile:<sd folder>,<controlnet folder>``
-
-_CAPTIONERS: dict[str, tuple[Loader, str]] = {}
-_REFINERS: dict[str, tuple[Loader, str]] = {}
-
-
-def register_captioner(prefix: str, loader: Loader, usage: str) -> None:
-    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
-    _CAPTIONERS[prefix] = (loader, usage)
-
-
-def register_refiner(prefix: str, loader: Loader, usage: str) -> None:
-    """Register ``loader(arg, **kw)`` for specs ``prefix`` or ``prefix:arg``."""
-    _REFINERS[prefix] = (loader, usage)
-
-
-def known_captioners() -> list[str]:
-    """Usage patterns of the registered captioner specs."""
-    return [usage for _, usage in _CAPTIONERS.values()]
-
-
-def known_refiners() -> list[str]:
-    """Usage patterns of the registered refiner specs."""
-    return [usage for _, usage in _REFINERS.values()]
-
-
-def load_captioner(spec: str | None = "sidecar", **kw: Any) -> Any:
-    """Build the ``Captioner`` named by ``spec`` (e.g. ``"sidecar:captions.csv"``, ``"hf:/models/blip"``).
-
-    ``None`` or ``"sidecar"``: captions from ``<image stem>.txt`` files next to the images (the offline default).
-    """
-    if spec is None:
-        spec = "sidecar"
-    loader, arg = _split(spec, _CAPTIONERS, "captioner")
-    return _load(loader, arg, kw)
-
-
-def load_refiner(spec: str | None = "identity", **kw: Any) -> Any:
-    """Build the ``Refiner`` named by ``spec`` (e.g. ``"identity"``, ``"sd-img2img:/models/sd15"``)."""
-    if spec is None:
-        spec = "identity"
-    loader, arg = _split(spec, _REFINERS, "refiner")
-    return _load(loader, arg, kw)
-
-
-def check_refiner_spec(spec: str | None) -> None:
-    """Refuse a refiner spec of no registered kind, or one missing its argument, without loading it."""
-    if spec is None:
-        return
-    _split(spec, _REFINERS, "refiner")
-    prefix, _, arg = spec.strip().partition(":")
-    usage = _REFINERS[prefix][1]
-    if "<" in usage and not arg:
-        raise InvalidInputError(f"missing argument: use {usage}")
-
-
 def _sidecar_captioner(arg: str | None, **kw: Any) -> Any:
     from semzip.models.captioners import SidecarCaptions
 
     return SidecarCaptions(arg or None, **kw)
 
 
-def _hf_captioner(arg: str | None, **kw: Any) -> Any:
+def _hf_captioner(arg: str, **kw: Any) -> Any:
     from semzip.models.captioners import HFCaptioner
 
-    return HFCaptioner(locate(_need(arg, "hf:<captioner folder or hub id>")), **kw)
+    return HFCaptioner(locate(arg), **kw)
 
 
-def _chat_captioner(arg: str | None, **kw: Any) -> Any:
+def _chat_captioner(arg: str, **kw: Any) -> Any:
     from semzip.models.captioners import ChatCaptioner
 
-    return ChatCaptioner(locate(_need(arg, "chat:<multimodal chat model folder or hub id>")), **kw)
+    return ChatCaptioner(locate(arg), **kw)
 
 
 def _identity_refiner(arg: str | None, **kw: Any) -> Any:
@@ -368,19 +428,18 @@ def _identity_refiner(arg: str | None, **kw: Any) -> Any:
     return IdentityRefiner(**kw)
 
 
-def _sd_img2img(arg: str | None, **kw: Any) -> Any:
+def _sd_img2img(arg: str, **kw: Any) -> Any:
     from semzip.models.refiners import SDImg2ImgRefiner
 
-    return SDImg2ImgRefiner(locate(_need(arg, "sd-img2img:<pipeline folder>")), **kw)
+    return SDImg2ImgRefiner(locate(arg), **kw)
 
 
-def _controlnet_tile(arg: str | None, **kw: Any) -> Any:
+def _controlnet_tile(arg: str, **kw: Any) -> Any:
     from semzip.models.refiners import ControlNetTileRefiner
 
-    usage = "controlnet-tile:<sd pipeline folder>,<controlnet folder>"
-    sd, sep, cn = _need(arg, usage).rpartition(",")
+    sd, sep, cn = arg.rpartition(",")
     if not sep or not sd or not cn:
-        raise InvalidInputError(f"missing argument: use {usage}")
+        raise InvalidInputError("missing argument: use controlnet-tile:<sd pipeline folder>,<controlnet folder>")
     return ControlNetTileRefiner(locate(sd), locate(cn), **kw)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from semzip.errors import InvalidInputError, MissingModelError
+from semzip.format import atomic_write
 from semzip.train.config import TrainConfig
 
 __all__ = ["TrainResult", "TrainingData", "clip_embedder", "perceptual_terms", "train_lic"]
@@ -199,7 +200,7 @@ def perceptual_terms(cfg: TrainConfig, device: str, say: Callable[[str], None] =
 
 def _save_checkpoint(folder: Path, net: Any, opt: Any, state: dict[str, Any]) -> None:
     torch = _torch()
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder.mkdir(parents=True, exist_ok=True)
     model_state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -210,12 +211,9 @@ def _save_checkpoint(folder: Path, net: Any, opt: Any, state: dict[str, Any]) ->
             optim[f"state.{idx}.{key}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     state = {**state, "param_groups": osd["param_groups"]}
     for name, tensors in (("model", model_state), ("optim", optim)):
-        tmp = folder / f"{name}.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, folder / f"{name}.safetensors")
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, folder / "state.json")  # written last: a checkpoint is complete once state.json is there
+        atomic_write(folder / f"{name}.safetensors", save(tensors))
+    # written last: a checkpoint is complete once state.json is there
+    atomic_write(folder / "state.json", json.dumps(state, indent=1, default=str).encode("utf-8"))
 
 
 def _load_checkpoint(folder: Path, net: Any, opt: Any, device: str) -> dict[str, Any]:

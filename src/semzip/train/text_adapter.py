@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from semzip.errors import InvalidInputError
+from semzip.format import atomic_file, atomic_write
 
 __all__ = ["AdapterConfig", "AdapterResult", "load_adapter_config", "read_corpus", "train_adapter"]
 
@@ -488,19 +489,16 @@ class _Trainer:
         return {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items() if "lora_" in k}
 
     def save(self, folder: Path, state: dict[str, Any], best: bool) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder.mkdir(parents=True, exist_ok=True)
-        lora = self._lora_state()
-        save_file(lora, str(folder / "lora.safetensors.tmp"))
-        os.replace(folder / "lora.safetensors.tmp", folder / "lora.safetensors")
+        lora = save(self._lora_state())
+        atomic_write(folder / "lora.safetensors", lora)
         if best:
-            save_file(lora, str(folder / "best.safetensors.tmp"))
-            os.replace(folder / "best.safetensors.tmp", folder / "best.safetensors")
-        self.torch.save({"optim": self.opt.state_dict(), "rng": self.torch.get_rng_state()}, folder / "optim.pt.tmp")
-        os.replace(folder / "optim.pt.tmp", folder / "optim.pt")
-        (folder / "state.json.tmp").write_text(json.dumps(state, indent=1))
-        os.replace(folder / "state.json.tmp", folder / "state.json")  # last: the checkpoint is complete
+            atomic_write(folder / "best.safetensors", lora)
+        with atomic_file(folder / "optim.pt") as fh:
+            self.torch.save({"optim": self.opt.state_dict(), "rng": self.torch.get_rng_state()}, fh)
+        atomic_write(folder / "state.json", json.dumps(state, indent=1).encode("utf-8"))  # last: complete
 
     def load(self, folder: Path, fresh: dict[str, Any]) -> dict[str, Any]:
         from safetensors.torch import load_file

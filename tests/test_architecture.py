@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [  # bottom first; the same list, with one parag
     ("models",),
     ("codecs",),
     ("query",),
+    ("archive",),
     ("api",),
     ("scale", "eval"),
     ("train",),

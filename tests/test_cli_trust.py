@@ -81,12 +81,12 @@ def test_decoding_into_a_used_folder(collection, tmp_path):
 
 
 def test_bad_decoder_settings_are_refused_before_any_decoding(collection, tmp_path, monkeypatch):
-    import semzip.api
+    from semzip.archive import Archive
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded before the settings were checked")
 
-    monkeypatch.setattr(semzip.api, "decompress", no_decoding)
+    monkeypatch.setattr(Archive, "embeddings", no_decoding)
     arc = collection / "c.smz"
     r = runner.invoke(app, ["decompress", str(arc), "-o", str(tmp_path / "o"), "--generator",
                             "stable-unclip:/nonexistent/sd21-unclip"])

@@ -214,7 +214,7 @@ def test_bad_decoding_settings_are_refused_before_any_decoding(archive, tmp_path
     def no_decoding(*a, **k):
         raise AssertionError("decoded before the settings were checked")
 
-    monkeypatch.setattr(ImageTextCodec, "decode_items", no_decoding)
+    monkeypatch.setattr(ImageTextCodec, "decompress", no_decoding)
     out = tmp_path / "out"
     for args, says in ((["--refiner", "sd-img2img:/nonexistent/sd15"], "sd15"),
                        (["--strength", "1.5"], "--strength must lie in (0, 1]"),

@@ -20,7 +20,8 @@ _PUBLIC = {  # name -> module that defines it
         "compress_folder", "compress_embeddings", "add_folder", "add_embeddings", "decompress",
         "decompress_images", "describe", "decode_check", "decode_digest", "compress_image_text",
         "decompress_image_text", "caption_coder", "embed_concepts", "blend_item", "atom_concepts")},
-    "open_archive": "semzip.format",
+    "open_archive": "semzip.archive",  # -> Archive; the format layer's checked Container: semzip.format.open_archive
+    "Archive": "semzip.archive",
 }
 
 __all__ = ["SemzipError", "__version__", *_PUBLIC]

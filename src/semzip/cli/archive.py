@@ -41,7 +41,8 @@ def blend(
     Image concepts work offline. Text concepts need CLIP weights: an archive made with --encoder
     open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
     thumbnail encoder has no text tower and refuses them."""
-    from semzip.api import archive_generator, blend_item
+    from semzip.api import blend_item
+    from semzip.archive import open_archive
     from semzip.data.images import save_png
 
     check_device(device)
@@ -50,7 +51,9 @@ def blend(
     if output.suffix.lower() == ".npy":
         save_npy(output, e[None])
     else:
-        save_png(archive_generator(archive, generator, device=device).generate(e[None], seed=seed)[0], output)
+        with open_archive(archive) as a:
+            gen = a.generator(generator, device=device)
+        save_png(gen.generate(e[None], seed=seed)[0], output)
     out.print(f"wrote {output}")
 
 
@@ -94,13 +97,14 @@ def search(
     Image queries work offline. Text queries need CLIP weights: an archive made with --encoder
     open_clip:MODEL/TAG or hf:PATH (weights found through --models DIR or $SEMZIP_MODEL_PATH); the offline
     thumbnail encoder has no text tower and refuses them."""
-    from semzip.api import embed_concepts
-    from semzip.query.search import SearchIndex
+    from semzip.archive import open_archive
 
     check_device(device)
-    q = embed_concepts(archive, [query], device)[0]
+    with open_archive(archive) as a:
+        q = a.embed_concepts([query], device)[0]
+        index = a.search_index()
     t = Table("rank", "item", "cosine")
-    for i, (name, score) in enumerate(SearchIndex.from_archive(archive).top(q, top), 1):
+    for i, (name, score) in enumerate(index.top(q, top), 1):
         t.add_row(str(i), name, f"{score:.4f}")
     out.print(t)
 
@@ -148,35 +152,13 @@ def verify(
 ) -> None:
     """Check every section's and every block's CRC32, the header against its schema and the item names;
     exit 1 if anything is damaged. --deep decodes every item exactly as decompress does."""
-    from semzip.api import decode_check
-    from semzip.errors import SemzipError
-    from semzip.format import Container, check_container
+    from semzip.archive import open_archive
 
     check_device(device)
     if device is not None and not deep:
         raise InvalidInputError("--device is for --deep (the other checks run no model)")
-    with Container.open(archive) as c:
-        if device is not None and c.header.codec != "image-text":
-            raise InvalidInputError(f"--device does not apply to a {c.header.codec} archive (--deep decodes it to "
-                                    "embeddings; no model runs)")
-        if device is not None:  # an offline refiner on another device is refused here, not reported as damage
-            from semzip.api import device_kw
-
-            device_kw("refiner", (c.header.params.get("refiner") or {}).get("spec") or "identity", device)
-        rows = c.verify()
-        if all(ok for _, ok, _ in rows):
-            for what, check in (("schema", lambda: check_container(c)), ("names", lambda: c.names)):
-                try:
-                    check()
-                    rows.append((what, True, f"{c.header.codec} {c.format_version[0]}.{c.format_version[1]}"
-                                 if what == "schema" else f"{c.header.n_items} names"))
-                except SemzipError as exc:
-                    rows.append((what, False, str(exc)))
-    if deep and all(ok for _, ok, _ in rows):
-        try:
-            rows.append(("content", True, f"all {decode_check(archive, caption_adapter, device)} items decode"))
-        except SemzipError as exc:
-            rows.append(("content", False, str(exc)))
+    with open_archive(archive, check=False, adapter=caption_adapter) as a:  # the schema is a row of the report
+        rows = a.verify(deep, device)
     t = Table("section", "status", "detail")
     for name, ok, msg in rows:
         t.add_row(name, styled(("ok", "green")) if ok else styled(("CORRUPT", "red")), msg)

@@ -402,59 +402,58 @@ def decompress(
     Images go to a new or empty folder (with --force, into any folder: files of the same names are replaced);
     each item's file name comes from its name, made distinct and safe (see docs/format.md, "Item names").
     """
-    from semzip.api import COMPARISON_SHEET, decompress_image_text, decompress_images, describe
-    from semzip.api import decompress as _decompress
+    from semzip.archive import open_archive
+    from semzip.archive.render import COMPARISON_SHEET
 
     check_device(device)
-    d = describe(archive)
-    npy = embeddings_only or output.suffix.lower() == ".npy"
-    if npy and d["codec"] == "image-text":
-        raise InvalidInputError("image-text archives hold images and captions, not embeddings: decode them to a "
-                                "folder (-o DIR)")
-    if npy:
-        if device is not None:
-            raise InvalidInputError("--device does not apply to decoding embeddings (no model runs)")
-        if originals is not None:
-            raise InvalidInputError("--originals is for decoding to images (-o DIR), not to embeddings")
-        check_output_file(output, force, (archive,))
-        x = _decompress(archive, items=item)
-        save_npy(output, x)
-        out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
-        return
-    check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
-    image_text = d["codec"] == "image-text"
-    wrong = ([("--generator", generator), ("--size", size)] if image_text else
-             [("--refiner", refiner), ("--strength", strength), ("--caption-adapter", caption_adapter)])
-    for flag, value in wrong:
-        if value is not None:
-            raise InvalidInputError(f"{flag} does not apply to {d['codec']} archives")
-    wh = _parse_size(size)
-    before = {p.name for p in output.iterdir()} if output.is_dir() else set()
-    n = len(item) if item else d["n_items"]
-    note = _note
-    sheets = "contact_sheet.png" + (f" and {COMPARISON_SHEET}" if originals is not None else "")
-    if image_text:
-        with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:
-            files = decompress_image_text(archive, output, items=item, refiner=refiner, seed=seed, steps=steps,
-                                          strength=strength, guidance=guidance, progress=adv, force=force,
-                                          caption_adapter=caption_adapter, device=device, originals=originals,
-                                          note=note)
-        out.print(f"wrote {len(files)} images, captions.txt and {sheets} to {output}")
-        used = refiner or (d["params"].get("refiner") or {}).get("spec") or "identity"
-        if used.strip().partition(":")[0] == "identity":  # offline: the caption shapes nothing; say so
-            note("the images are the learned image codec's decodes; the captions (in captions.txt) were not "
-                 "used: no diffusion refiner (identity). Give one with --refiner sd-img2img:PATH (weights)")
-    else:
-        with _progress(n, "generating images") as adv:
-            files = decompress_images(archive, output, items=item, generator=generator, seed=seed or 0,
-                                      steps=steps, guidance=guidance, size=wh, progress=adv, force=force,
-                                      device=device, originals=originals, note=note)
-        out.print(f"wrote {len(files)} images and {sheets} to {output}")
+    with open_archive(archive, adapter=caption_adapter) as a:  # opened and checked once, for everything below
+        if embeddings_only or output.suffix.lower() == ".npy":
+            _decompress_embeddings(a, output, item, force, device, originals)
+            return
+        check_output_folder(output, force, (archive,))  # before any decoding: refusals cost nothing
+        image_text = a.decodes_to == "images"
+        wrong = ([("--generator", generator), ("--size", size)] if image_text else
+                 [("--refiner", refiner), ("--strength", strength), ("--caption-adapter", caption_adapter)])
+        for flag, value in wrong:
+            if value is not None:
+                raise InvalidInputError(f"{flag} does not apply to {a.codec_name} archives")
+        wh = _parse_size(size)
+        before = {p.name for p in output.iterdir()} if output.is_dir() else set()
+        n = len(item) if item else a.n_items
+        sheets = "contact_sheet.png" + (f" and {COMPARISON_SHEET}" if originals is not None else "")
+        common = {"items": item, "seed": seed, "steps": steps, "guidance": guidance, "force": force,
+                  "device": device, "originals": originals, "note": _note}
+        if image_text:
+            with _progress(3 * n, "decoding captions and images, then refining (3 steps an image)") as adv:
+                files = a.refine(output, refiner=refiner, strength=strength, progress=adv, **common)
+            out.print(f"wrote {len(files)} images, captions.txt and {sheets} to {output}")
+            used = refiner or (a.header.params.get("refiner") or {}).get("spec") or "identity"
+            if used.strip().partition(":")[0] == "identity":  # offline: the caption shapes nothing; say so
+                _note("the images are the learned image codec's decodes; the captions (in captions.txt) were not "
+                      "used: no diffusion refiner (identity). Give one with --refiner sd-img2img:PATH (weights)")
+        else:
+            with _progress(n, "generating images") as adv:
+                files = a.render(output, generator=generator, size=wh, progress=adv, **{**common, "seed": seed or 0})
+            out.print(f"wrote {len(files)} images and {sheets} to {output}")
     made = {"contact_sheet.png", "generation.json", COMPARISON_SHEET, *(["captions.txt"] if image_text else [])}
     kept = sorted(before - {f.name for f in files} - made)
     if kept:  # --force into a folder that held other files: say so rather than mix them silently
         err.print(styled(("note:", "yellow"), f" {len(kept)} older file(s) in {output} were kept and are not "
                          f"from {archive.name} (e.g. {kept[0]}); decode into an empty folder to keep them apart"))
+
+
+def _decompress_embeddings(a, output: Path, items: list[str] | None, force: bool, device: str | None,
+                           originals: Path | None) -> None:
+    """``decompress -o X.npy``: the archive's embeddings (refused for archives of images)."""
+    a.require("embeddings")
+    if device is not None:
+        raise InvalidInputError("--device does not apply to decoding embeddings (no model runs)")
+    if originals is not None:
+        raise InvalidInputError("--originals is for decoding to images (-o DIR), not to embeddings")
+    check_output_file(output, force, (Path(a.path),))
+    x = a.embeddings(items)
+    save_npy(output, x)
+    out.print(f"wrote {output}: {x.shape[0]} embeddings x {x.shape[1]} dims")
 
 
 

@@ -33,15 +33,29 @@ class SearchIndex:
 
     @classmethod
     def from_archive(cls, archive: str | os.PathLike) -> SearchIndex:
+        """The index of the collection archive at ``archive`` (opened and checked here)."""
+        from semzip.format import open_archive
+
+        with open_archive(archive) as c:
+            return cls.from_container(c, str(archive))
+
+    @classmethod
+    def from_container(cls, c: Container, label: str | None = None) -> SearchIndex:
+        """The index of an opened collection archive: its dictionary and integer sparse codes, no embedding
+        reconstructed (``label`` names the archive in errors)."""
         from semzip.codecs.collection import CollectionCodec
 
-        with Container.open(archive) as c:
-            if c.header.codec != "collection":
-                raise InvalidInputError(f"search needs a collection archive; {archive} is {c.header.codec!r}")
-            codec = CollectionCodec.from_header(c.header)
-            atoms, models = codec.load_state(c)
-            codes = codec._decode_items(c, models, None)
-            names = list(c.names)
+        if c.header.codec != "collection":
+            raise InvalidInputError(f"search needs a collection archive; {label or c.label} is {c.header.codec!r}")
+        codec = CollectionCodec.from_header(c.header)
+        atoms, _ = codec.load_state(c)
+        return cls.from_codes(atoms, codec.decode_codes(c), codec.weight_levels, codec.weight_step, list(c.names))
+
+    @classmethod
+    def from_codes(cls, atoms: np.ndarray, codes, weight_levels: int, weight_step: float,
+                   names: list[str]) -> SearchIndex:
+        """The index of sparse ``codes`` (a collection codec's :class:`SparseCodes`) over ``atoms``: each
+        item's atoms in slots, the first with weight 1, the others at their dequantised weight ratios."""
         n, k = len(codes.counts), int(codes.counts.max()) if len(codes.counts) else 1
         idx = np.zeros((n, k), np.int64)
         w = np.zeros((n, k), np.float32)
@@ -49,7 +63,7 @@ class SearchIndex:
         slot = np.concatenate([np.arange(1, c_) for c_ in codes.counts]) if len(codes.rest) else np.zeros(0, int)
         owner = np.repeat(np.arange(n), codes.counts - 1)
         idx[owner, slot] = codes.rest
-        w[owner, slot] = (codes.ratios.astype(np.float32) - codec.weight_levels) * np.float32(codec.weight_step)
+        w[owner, slot] = (codes.ratios.astype(np.float32) - weight_levels) * np.float32(weight_step)
         w *= np.where(codes.sign == 1, -1, 1).astype(np.float32)[:, None]
         return cls(atoms, idx, w, names)
 

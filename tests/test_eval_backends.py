@@ -71,7 +71,7 @@ def test_collection_with_an_encoder_no_offline_generator_renders(scenes, tmp_pat
     pytest.importorskip("transformers")
     from helpers import save_tiny_clip
 
-    from semzip.eval.baselines import get_codec
+    from semzip.eval.baselines import eval_codec
 
     clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)
     s = run_eval(scenes, tmp_path / "out", codecs=["jpeg", "collection"], metrics=["psnr"], encoder=f"hf:{clip}",
@@ -79,7 +79,7 @@ def test_collection_with_an_encoder_no_offline_generator_renders(scenes, tmp_pat
     why = s.results["unavailable_codecs"]["collection"]
     assert "no offline generator" in why and "--generator" in why
     assert [e["name"] for e in s.results["codecs"]] == ["jpeg"]
-    c = get_codec("collection", encoder=f"hf:{clip}", generator="stable-unclip:/models/sd21-unclip")
+    c = eval_codec("collection", encoder=f"hf:{clip}", generator="stable-unclip:/models/sd21-unclip")
     assert c.generator == "stable-unclip:/models/sd21-unclip" and c.available() == (True, "")
     from typer.testing import CliRunner
 

@@ -134,12 +134,12 @@ def test_image_text_codec_point(tmp_path):
     from semzip.data.datasets import load_dataset
     from semzip.data.images import load_image
     from semzip.data.scenes import write_scenes
-    from semzip.eval.baselines import get_codec
+    from semzip.eval.baselines import eval_codec
 
     paths = write_scenes(tmp_path / "imgs", n=2, size=(64, 48))
     (tmp_path / "caps.csv").write_text("image,caption\n" + "".join(f"{p.name},a small landscape\n" for p in paths))
     ds = load_dataset(tmp_path / "imgs", captions=tmp_path / "caps.csv")
-    codec = get_codec("image-text")
+    codec = eval_codec("image-text")
     run = codec.run(ds, [load_image(p) for p in paths], codec.rate_points()[0], tmp_path / "w")
     assert len(run.decoded) == 2 and run.decoded[0].shape == (48, 64, 3)
     assert run.total_bytes == sum(run.bytes_per_image) and run.bpp > 0

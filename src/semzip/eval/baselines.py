@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ class CodecRun:
     extra: dict = field(default_factory=dict)
 
 
-class Codec:
-    """Base class of an evaluated codec."""
+class EvalCodec:
+    """Base class of a codec the evaluation runs (a wrapper that measures it, not a semzip codec)."""
 
     name = ""
     description = ""
@@ -92,7 +92,7 @@ _PILLOW = {
 }
 
 
-class PillowCodec(Codec):
+class PillowEval(EvalCodec):
     """JPEG, WebP or AVIF through Pillow; a quality sweep whose first point is the lowest setting."""
 
     def __init__(self, name: str, qualities: Sequence[int] | None = None) -> None:
@@ -123,7 +123,7 @@ class PillowCodec(Codec):
 # ---------------------------------------------------------------------------------------------- CompressAI
 
 
-class CompressAICodec(Codec):
+class CompressAIEval(EvalCodec):
     """A CompressAI zoo model (any image architecture of the zoo), quality levels, real entropy-coded bytes.
 
     Runs through :class:`semzip.models.lic.CompressAILIC` (stored CDF tables used, missing ones computed)
@@ -194,7 +194,7 @@ DEFAULT_COLLECTION_POINTS = ((2, 1), (4, 1), (8, 2), (16, 4), (24, 8))
 """(dictionary atoms, sparsity) per rate point; at tens of images the dictionary dominates the archive."""
 
 
-class CollectionCodec(Codec):
+class CollectionEval(EvalCodec):
     """semzip's collection codec through its API: one archive for the whole dataset, rendered back by the
     generator of the encoder's space (for the offline ``thumbnail`` encoder: the thumbnail renderer)."""
 
@@ -207,7 +207,7 @@ class CollectionCodec(Codec):
                             "whole-archive bytes)")
 
     def available(self):
-        from semzip.api import default_generator
+        from semzip.archive.decoders import default_generator
         from semzip.models.registry import load_encoder
 
         try:
@@ -238,6 +238,7 @@ class CollectionCodec(Codec):
 
     def run(self, dataset, images, point, workdir):
         from semzip import api
+        from semzip.archive import open_archive
 
         workdir.mkdir(parents=True, exist_ok=True)
         archive = workdir / f"collection_{point.label.replace('=', '').replace(',', '_')}.szc"
@@ -259,21 +260,57 @@ class CollectionCodec(Codec):
             by_size: dict[tuple[int, int], list[int]] = {}
             for i, img in enumerate(images):
                 by_size.setdefault((img.shape[1], img.shape[0]), []).append(i)
-            for wh, idx in by_size.items():
-                paths = api.decompress_images(archive, out / f"{wh[0]}x{wh[1]}", items=[names[i] for i in idx],
-                                              generator=self.generator, seed=self.seed, size=wh)  # a folder per size
-                for i, p in zip(idx, paths):
-                    with Image.open(p) as im:
-                        decoded[i] = np.array(im.convert("RGB"), dtype=np.uint8)
+            with open_archive(archive) as a:
+                for wh, idx in by_size.items():
+                    paths = a.render(out / f"{wh[0]}x{wh[1]}", items=[names[i] for i in idx],  # a folder per size
+                                     generator=self.generator, seed=self.seed, size=wh)
+                    for i, p in zip(idx, paths):
+                        with Image.open(p) as im:
+                            decoded[i] = np.array(im.convert("RGB"), dtype=np.uint8)
         pixels = sum(img.shape[0] * img.shape[1] for img in images)
         return CodecRun(decoded, int(size), 8.0 * size / pixels,
                         extra={"archive": archive.name, "encoder": self.encoder, **point.params})
 
 
-class ImageTextEvalCodec(Codec):
+class _CaptionMemo:
+    """A caption coder that codes (and decodes) each distinct caption once: the bytes are the same at every
+    rate point, only the LIC's scale changes. Everything else is the wrapped coder's."""
+
+    def __init__(self, coder: Any) -> None:
+        self.coder = coder
+        self.payloads: dict[str, bytes] = {}
+        self.texts: dict[bytes, str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.coder, name)
+
+    def compress_many(self, texts: Sequence[str], progress=None) -> list[bytes]:
+        new = sorted(set(texts) - set(self.payloads))
+        if new:  # every caption once, in batches
+            self.payloads.update(zip(new, self.coder.compress_many(new), strict=True))
+        if progress is not None:
+            progress(len(texts))
+        return [self.payloads[t] for t in texts]
+
+    def decompress_many(self, payloads: Sequence[bytes], progress=None, errors: bool = False) -> list:
+        new = sorted(set(payloads) - set(self.texts))
+        if new:
+            got = self.coder.decompress_many(new, errors=errors)
+            self.texts.update((p, t) for p, t in zip(new, got, strict=True) if not isinstance(t, Exception))
+            failed = [t for t in got if isinstance(t, Exception)]
+            if failed:
+                raise failed[0]
+        if progress is not None:
+            progress(len(payloads))
+        return [self.texts[p] for p in payloads]
+
+
+class ImageTextEval(EvalCodec):
     """semzip's image-text codec: per image a LIC stream (at a downscale) + the LM-coded caption, decoded by
     the refiner (identity offline). Captions come from the dataset (``--captions``); each is coded once and
-    reused across rate points (identical bytes), since only the LIC scale changes."""
+    reused across rate points (identical bytes), since only the LIC scale changes. Every image is its own
+    archive, as ``semzip compress --codec image-text`` writes it (header included): its size is the image's
+    true byte count, and it is decoded back through :class:`semzip.archive.Archive`."""
 
     def __init__(self, scales: Sequence[float] = (0.125, 0.25, 0.5), lic: str = "tiny",
                  language: str = "smollm2-135m", refiner: str = "identity") -> None:
@@ -281,7 +318,7 @@ class ImageTextEvalCodec(Codec):
         self.name = "image-text"
         self.description = (f"semzip image-text codec ({lic} LIC + {language} caption, {refiner} refiner; "
                             "per-image archive bytes)")
-        self._captions: dict[str, tuple[bytes, str]] = {}
+        self._codec = None
 
     def available(self):
         import importlib.util
@@ -295,36 +332,35 @@ class ImageTextEvalCodec(Codec):
     def rate_points(self):
         return [RatePoint(f"scale={s}", {"scale": float(s)}) for s in self.scales]
 
+    def codec(self, scale: float):
+        """The image-text codec at ``scale``; its models load once, its caption coder codes each caption once."""
+        from semzip.codecs.image_text import ImageTextCodec
+
+        if self._codec is None:
+            self._codec = ImageTextCodec.create(self.lic, self.language)
+            self._codec.text = _CaptionMemo(self._codec.text)
+        c = self._codec
+        return ImageTextCodec(c.lic, c.text, scale, lic_spec=c.lic_spec, language_spec=c.language_spec)
+
     def run(self, dataset, images, point, workdir):
-        from semzip.api import image_text_codec
-        from semzip.codecs.image_text import pack_item, unpack_item
-        from semzip.format import Header, pack
-        from semzip.models.lic import LICShape
+        from semzip.archive import Archive
+        from semzip.format import archive_from_bytes, pack
         from semzip.models.registry import load_refiner
 
         missing = [it.name for it in dataset.items if not it.caption]
         if missing:
             raise InvalidInputError(f"image-text needs a caption per image (--captions); none for {missing[0]}")
-        codec = image_text_codec(self.lic, self.language, point.params["scale"])
+        codec = self.codec(point.params["scale"])
         refiner = load_refiner(self.refiner)
         decoded, sizes = [], []
-        new = sorted({it.caption for it in dataset.items} - set(self._captions))
-        if new:  # every caption once, in batches
-            payloads = codec.text.compress_many(new)
-            for text, payload, back in zip(new, payloads, codec.text.decompress_many(payloads), strict=True):
-                self._captions[text] = (payload, back)
         for i, (it, img) in enumerate(zip(dataset.items, images)):
-            payload, caption = self._captions[it.caption]
-            if caption != it.caption:
+            enc = codec.compress([img], [it.caption], refiner_params={"spec": self.refiner}, captioner="sidecar")
+            data = pack(enc.header, enc.blobs, enc.blocks, enc.names)
+            sizes.append(len(data))  # one archive per image: its true size
+            (item,) = Archive(archive_from_bytes(data), codec=codec).items()
+            if item.caption != it.caption:
                 raise InvalidInputError(f"caption of {it.name} did not round-trip")
-            streams, shape = codec.lic.compress(img, scale=codec.scale)
-            item = pack_item(replace(shape, model=None).to_bytes(), streams, payload)
-            header = Header(codec="image-text", params={"scale": codec.scale, "caption_codec": codec.text.codec_id},
-                            models=codec._models())
-            sizes.append(len(pack(header, {}, [(1, item)])))  # one archive per image: its true size
-            shape_b, streams_b, _ = unpack_item(item)
-            lic_img = codec.lic.decompress(streams_b, LICShape.from_bytes(shape_b))
-            decoded.append(refiner.refine([lic_img], [caption], seed=i)[0])
+            decoded.append(refiner.refine([item.image], [item.caption], seed=i)[0])
         pixels = [img.shape[0] * img.shape[1] for img in images]
         bpps = [8.0 * b / p for b, p in zip(sizes, pixels)]
         return CodecRun(decoded, int(sum(sizes)), float(np.mean(bpps)), bytes_per_image=sizes, bpp_per_image=bpps,
@@ -334,18 +370,19 @@ class ImageTextEvalCodec(Codec):
 # ------------------------------------------------------------------------------------------------ registry
 
 
-def get_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu", generator: str | None = None) -> Codec:
-    """A codec by name: ``jpeg``, ``webp``, ``avif``, ``collection``, ``compressai[:<arch>]``."""
+def eval_codec(spec: str, encoder: str = "thumbnail", device: str = "cpu", generator: str | None = None) -> EvalCodec:
+    """An evaluated codec by its ``--codecs`` name: ``jpeg``, ``webp``, ``avif``, ``collection``, ``image-text``,
+    ``compressai[:<arch>]``."""
     s = spec.strip().lower()
     if s in _PILLOW:
-        return PillowCodec(s)
+        return PillowEval(s)
     if s == "collection":
-        return CollectionCodec(encoder=encoder, generator=generator)
+        return CollectionEval(encoder=encoder, generator=generator)
     if s == "image-text":
-        return ImageTextEvalCodec()
+        return ImageTextEval()
     if s.startswith("compressai"):
         _, _, arch = s.partition(":")
-        return CompressAICodec(arch or "bmshj2018-hyperprior", device=device)
+        return CompressAIEval(arch or "bmshj2018-hyperprior", device=device)
     raise InvalidInputError(f"unknown codec {spec!r}; known: jpeg, webp, avif, collection, image-text, compressai[:<arch>]")
 
 

@@ -31,7 +31,7 @@ from PIL import Image
 
 from semzip.data.datasets import Dataset, load_dataset
 from semzip.errors import InvalidInputError
-from semzip.eval.baselines import Codec, CollectionCodec, RatePoint, get_codec
+from semzip.eval.baselines import CollectionEval, EvalCodec, RatePoint, eval_codec
 from semzip.eval.metrics import Metric, evaluate, get_metric
 
 CACHE_VERSION = 1
@@ -147,10 +147,10 @@ def run_eval(
             metric_objs.append(m)
     availability = {m.name: m.available() for m in metric_objs}
 
-    codec_objs: list[Codec] = []
+    codec_objs: list[EvalCodec] = []
     for spec in codecs:
-        c = get_codec(spec, encoder=encoder, device=device, generator=generator)
-        if isinstance(c, CollectionCodec) and collection_points is not None:
+        c = eval_codec(spec, encoder=encoder, device=device, generator=generator)
+        if isinstance(c, CollectionEval) and collection_points is not None:
             c.points = tuple(collection_points)
         if qualities and hasattr(c, "qualities"):
             # "compressai=1,2" sets every CompressAI codec; "compressai:mbt2018=1,2" one architecture
@@ -174,13 +174,13 @@ def run_eval(
     n_thumb = min(THUMB_IMAGES, len(images))
     (cache_dir / "originals.jpg").write_bytes(thumb_strip(images[:n_thumb]))
 
-    plan: list[tuple[Codec, RatePoint]] = []
+    plan: list[tuple[EvalCodec, RatePoint]] = []
     for c in codec_objs:
         ok, why = c.available()
         if not ok:
             summary.skipped_codecs[c.name] = why
             continue
-        pts = c.points_for(len(ds)) if isinstance(c, CollectionCodec) else c.rate_points()
+        pts = c.points_for(len(ds)) if isinstance(c, CollectionEval) else c.rate_points()
         plan += [(c, p) for p in pts]
 
     points: dict[str, list[dict]] = {c.name: [] for c in codec_objs if c.name not in summary.skipped_codecs}

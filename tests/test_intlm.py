@@ -220,7 +220,7 @@ def test_unsupported_models_are_refused(tmp_path, tiny_llama_folder):
         convert_safetensors(str(bad))
 
 
-def test_an_unwritable_cache_still_codes(tiny_llama_folder, tmp_path, monkeypatch):
+def test_an_unwritable_cache_still_codes(tiny_llama_folder, tmp_path, monkeypatch, caplog):
     from semzip.codecs.text import IntTextCoder
     from semzip.models.intlm import load_int_language_model, loader
 
@@ -230,5 +230,21 @@ def test_an_unwritable_cache_still_codes(tiny_llama_folder, tmp_path, monkeypatc
     monkeypatch.setattr(loader, "save_converted", refuse)
     lm = load_int_language_model(tiny_llama_folder, cache_dir=tmp_path / "ro")
     coder = IntTextCoder(lm)
-    assert coder.decompress(coder.compress("A cat on a mat.")) == "A cat on a mat."
+    with caplog.at_level("WARNING", logger=loader.__name__):
+        assert coder.decompress(coder.compress("A cat on a mat.")) == "A cat on a mat."
+        lm.prefix([1, 2, 3])
     assert not (tmp_path / "ro" / "models").exists() or not any((tmp_path / "ro" / "models").iterdir())
+    # the prompt-state cache could not be written either: said once, not per state, and not fatal
+    assert sum("could not cache prompt states" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_prompt_states_are_cached_atomically(tiny_int_lm):
+    from semzip.format.container import new_file_mode
+
+    state = tiny_int_lm.prefix([7, 8, 9])
+    files = list(tiny_int_lm.folder.glob("*prefix-*"))
+    assert files and all(f.name.startswith("prefix-") and f.suffix == ".npz" for f in files)  # no temporaries
+    assert all(f.stat().st_mode & 0o777 == new_file_mode() for f in files)  # the umask, not mkstemp's 0600
+    tiny_int_lm._prefixes.clear()
+    again = tiny_int_lm.prefix([7, 8, 9])  # read back from the file
+    assert again.tokens == state.tokens and all((a == b).all() for a, b in zip(again.keys, state.keys, strict=True))

@@ -136,7 +136,10 @@ def test_z_tables_are_integer_models(model):
 
 
 def test_save_load_round_trip(tmp_path, model):
+    from semzip.format.container import new_file_mode
+
     path = model.save(tmp_path / "m.safetensors", info={"note": "test"})
+    assert path.stat().st_mode & 0o777 == new_file_mode() and [f.name for f in tmp_path.iterdir()] == ["m.safetensors"]
     a, b = TinyHyperprior.from_file(path), TinyHyperprior.from_file(path)
     assert a.fingerprint == b.fingerprint and a.meta["note"] == "test"
     for ma, mo in zip(a.z_models, model.z_models):  # tables are stored as integers, not recomputed

@@ -1,4 +1,7 @@
-"""Model backends behind small interfaces: encoders (images -> embeddings) and generators (embeddings -> images).
+"""Model backends behind small interfaces: encoders (images -> embeddings) and generators (embeddings -> images)
+here; captioners, refiners, learned image codecs (``lic``) and caption language models (``language``,
+``intlm``) in their modules. Every role is a :class:`~semzip.models.registry.ModelRegistry` of spec strings;
+``semzip.models.tiny`` builds tiny random-weight models of the real architectures to try them offline.
 
 Heavy libraries (torch, transformers, diffusers, open_clip) are imported inside the backends only.
 """

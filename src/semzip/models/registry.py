@@ -39,6 +39,8 @@ MODEL_PATH_ENV = "SEMZIP_MODEL_PATH"
 ALLOW_DOWNLOAD_ENV = "SEMZIP_ALLOW_DOWNLOAD"
 _MODEL_DIRS: list[Path] = []
 _ALLOW_DOWNLOAD: list[bool] = []
+Loader = Callable[..., Any]
+"""``loader(arg, **kw)``: builds a model from a spec's argument (``None`` when the spec has none)."""
 
 
 def add_model_dirs(dirs: list[str | os.PathLike] | tuple[str | os.PathLike, ...]) -> None:
@@ -149,8 +151,6 @@ def with_searched_folders(exc: MissingModelError) -> MissingModelError:
         f"{exc} [model folders searched: {where}; name one with --models DIR or ${MODEL_PATH_ENV}]"
     )
 
-Loader = Callable[..., Any]
-
 
 @dataclass(frozen=True)
 class RegistryEntry:
@@ -173,7 +173,8 @@ class ModelRegistry:
     Some roles do not name models as ``prefix:arg``: a language model is a registry name (``smollm2-135m``),
     a local folder or ``.gguf`` file (whose path may hold anything, a colon included), or a hub id. Such a
     registry is built with ``prefixed=False`` and a ``fallback``: a registered name is matched as the whole
-    spec, and every other spec goes, whole, to ``fallback(spec, **kw)``, which resolves paths and hub ids.
+    spec, and every other spec goes, whole, to ``fallback(spec, **kw)``, which resolves paths and hub ids
+    (``fallback`` is only for such registries).
     """
 
     def __init__(self, role: str, default: str | None = None, *, prefixed: bool = True,
@@ -207,20 +208,23 @@ class ModelRegistry:
         spec = self.default if spec is None else spec
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidInputError(f"{self.role} spec must be a non-empty string")
+        key = spec.strip()
         if not self.prefixed:
-            if spec.strip() in self._entries:
-                return self._entries[spec.strip()].loader, None
+            if key in self._entries:
+                return self._entries[key].loader, None
             if self.fallback is not None:
                 return self.fallback, spec  # a path is passed as given
-        prefix, sep, arg = spec.strip().partition(":")
-        entry = self._entries.get(prefix) if self.prefixed else None
+            raise self._unknown(spec)
+        prefix, sep, arg = key.partition(":")
+        entry = self._entries.get(prefix)
         if entry is None:
-            if self.fallback is not None:
-                return self.fallback, spec
-            raise InvalidInputError(f"unknown {self.role} {spec!r}; known: {'; '.join(self.usages())}")
+            raise self._unknown(spec)
         if entry.needs_arg and not arg:
             raise InvalidInputError(f"missing argument: use {entry.usage}")
         return entry.loader, (arg if sep else None)
+
+    def _unknown(self, spec: str) -> InvalidInputError:
+        return InvalidInputError(f"unknown {self.role} {spec!r}; known: {'; '.join(self.usages())}")
 
     def check(self, spec: str | None) -> None:
         """Refuse a spec of no registered kind, or one missing its argument, without loading it."""

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("torch")
 
 from semzip.api import add_embeddings, compress_embeddings, decompress, describe
-from semzip.codecs.collection import CollectionCodec, EntropyModels
+from semzip.codecs.collection import CollectionCodec, CollectionPlan, EntropyModels, SparseCodes
 from semzip.errors import CorruptedSectionError, InvalidInputError
 from semzip.format import Container, pack
 from semzip.sparse.synthetic import make_sparse_embeddings
@@ -114,3 +114,33 @@ def test_bad_inputs_are_refused(data):
         CollectionCodec(sparsity=0)
     with pytest.raises(CorruptedSectionError):
         EntropyModels.from_bytes(b"\x05\x00\x00\x00ab")
+
+
+def test_public_stages_compose_to_what_compress_writes(data):
+    """The stages the streaming and Ray engines call, run by hand on two halves, give compress's archive."""
+    from semzip.codecs.collection import normalised
+    from semzip.sparse import DictionaryLearner
+
+    codec = CollectionCodec(**PARAMS)
+    enc = codec.compress(data[:200])
+    X = normalised(data[:200])
+    plan = codec.plan(len(X))
+    assert (plan.n_atoms, plan.sparsity) == (48, 3)
+    learner = DictionaryLearner(**codec.learner_params(plan)).fit(X)
+    dictionary = codec.quantize(learner.dictionary_)
+    codes = [codec.code(X[a:b], dictionary.atoms, plan.sparsity) for a, b in ((0, 96), (96, 200))]
+    counts = sum((codec.histograms(c, plan.n_atoms, plan.sparsity) for c in codes[1:]),
+                 codec.histograms(codes[0], plan.n_atoms, plan.sparsity))
+    models = codec.fit_models(counts)
+    header, blobs = codec.assemble(dictionary, models, sparsity=plan.sparsity,
+                                   fit=enc.header.params["dictionary_fit"])
+    assert blobs == enc.blobs and header.params == enc.header.params
+    blocks = [blk for c in codes for blk in codec.encode_blocks(c, models)]
+    assert blocks == enc.blocks  # 96 items: whole blocks of 32, so the halves' blocks are compress's
+    decoded = [codec.decode_block(p, n, models) for n, p in blocks]
+    np.testing.assert_array_equal(
+        codec.reconstruct(SparseCodes.concatenate(decoded), dictionary.atoms),
+        codec.reconstruct(SparseCodes.concatenate(codes), dictionary.atoms))
+    assert CollectionCodec(sparsity=4).plan(3) == CollectionPlan(n_items=3, n_atoms=3, sparsity=3)
+    with pytest.raises(InvalidInputError, match="exceeds"):
+        codec.plan(47)

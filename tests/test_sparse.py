@@ -233,15 +233,26 @@ def test_partial_fit_and_distributed_stats(sparse_data):
     assert dl.n_steps_ == 6
     np.testing.assert_allclose(np.linalg.norm(dl.dictionary_, axis=1), 1.0, atol=1e-5)
     # sufficient statistics are additive: two workers' halves sum to the whole batch's
-    A, B, n = dl.compute_stats(X[1536:2000])
-    A1, B1, n1 = dl.compute_stats(X[1536:1800])
-    A2, B2, n2 = dl.compute_stats(X[1800:2000])
-    assert (n1 + n2, A.shape, B.shape) == (n, (64, 64), (64, 32))
-    np.testing.assert_allclose(A1 + A2, A, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(B1 + B2, B, rtol=1e-5, atol=1e-4)
+    whole = dl.batch_stats(X[1536:2000])
+    half1, half2 = dl.batch_stats(X[1536:1800]), dl.batch_stats(X[1800:2000])
+    assert (half1.n + half2.n, whole.A.shape, whole.B.shape) == (whole.n, (64, 64), (64, 32))
+    np.testing.assert_allclose(half1.A + half2.A, whole.A, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(half1.B + half2.B, whole.B, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(half1.usage + half2.usage, whole.usage)
+    assert half1.cos_sum + half2.cos_sum == pytest.approx(whole.cos_sum, rel=1e-6)
     before = dl.score(X[1536:])
-    dl.update_from_stats(A1 + A2, B1 + B2, n1 + n2)
+    dl.apply_batch_stats([half1, half2])  # one data-parallel step
     assert dl.n_steps_ == 7 and dl.score(X[1536:]) >= before - 0.01
+    with pytest.raises(InvalidInputError, match="at least one"):
+        dl.apply_batch_stats([])
+
+
+def test_end_epoch_counts_and_stops_on_a_plateau():
+    dl = DictionaryLearner(8, 2, epoch_tol=1e-3)
+    dl.init_from_samples(np.random.default_rng(0).standard_normal((20, 4)))
+    assert not dl.end_epoch(0.5) and not dl.end_epoch(0.6)
+    assert dl.end_epoch(0.6005)  # improved by less than epoch_tol
+    assert dl.n_iter_ == 3 and dl.history_ == [0.5, 0.6, 0.6005]
 
 
 def test_sklearn_clone_and_params():

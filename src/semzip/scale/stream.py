@@ -10,10 +10,15 @@ holding the collection in memory:
    not depend on which worker finished first. The epoch plan (shard order, row order, batch boundaries) is a
    pure function of the seed, and the learner's whole state is checkpointed (every ``checkpoint_seconds``
    and at each epoch end), so a killed run resumes and produces the same dictionary.
-2. **Codes**: every shard is OMP-coded over the quantised atoms (in parallel), its integer codes spilled to
-   the work folder (resumable); only histograms come back.
-3. **Entropy models** from the summed histograms; every shard's blocks are range-coded (in parallel).
+2. **Codes**: every shard is coded over the quantised atoms (in parallel), its integer codes spilled to
+   the work folder (resumable); only symbol counts come back, and are summed.
+3. **Entropy models** fit on the summed counts; every shard's blocks are range-coded (in parallel).
 4. **Archive**: header, dictionary, models, blocks and names (packed shard by shard), written atomically.
+
+Every step that touches the codec's data goes through the collection codec's public stages (``plan``,
+``learner_params``, ``quantize``, ``code``, ``histograms``, ``fit_models``, ``encode_blocks``, ``assemble``:
+see :mod:`semzip.codecs.collection`), the same ones its in-memory ``compress`` calls; this module only
+decides where they run, what is checkpointed and how shards are combined.
 
 Memory is one shard, the dictionary and its statistics, the coded bytes of the archive and the
 zlib-compressed names: flat in the number of items up to the archive itself (a few bytes per item).

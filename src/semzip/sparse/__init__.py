@@ -1,7 +1,9 @@
 """Sparse coding and dictionary learning in torch (CPU or GPU); scikit-learn is the reference.
 
-``batch_omp`` codes signals over a dictionary with Batch-OMP; ``DictionaryLearner`` learns the dictionary
-(online mini-batch after Mairal et al. 2009, or approximate K-SVD). torch is imported lazily.
+``batch_omp`` codes signals over a dictionary with Batch-OMP (``omp``); ``DictionaryLearner`` learns the
+dictionary (``dictionary``: the fit loops and the public API) online after Mairal et al. 2009 (``online``: the
+sufficient statistics, the atom update and the dead-atom pool) or by approximate K-SVD (``ksvd``), with
+scikit-learn's parameter API (``params``). torch is imported lazily.
 """
 
 from semzip.sparse.dictionary import DictionaryLearner

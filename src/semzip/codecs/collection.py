@@ -597,8 +597,6 @@ class CollectionCodec:
             parts.append(cache[blk].slice(pos, pos + 1))
         return SparseCodes.concatenate(parts)
 
-    _decode_items = decode_items  # the old private name, until semzip.query.search calls decode_items
-
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decoded unit-norm float32 embeddings of all items (or of ``items`` only)."""
         D, models = self.load_state(container)

@@ -28,6 +28,7 @@ import numpy as np
 
 from semzip.errors import InvalidInputError, MissingModelError
 from semzip.models.thumbnail import DEFAULT_GRID, ThumbnailDecoder, check_size
+from semzip.models.torch_utils import DiffusersRuntime
 
 Progress = Callable[[int], None]
 
@@ -116,32 +117,27 @@ class ThumbnailGenerator(ImageGenerator):
 # diffusers backends
 
 
-class _DiffusersGenerator(ImageGenerator):
+class _DiffusersGenerator(DiffusersRuntime, ImageGenerator):
     default_steps = 25
     default_guidance = 4.0
     default_size = (512, 512)
     size_multiple = 8
 
-    def _setup(self, path: Path, device: str | None, dtype: Any, batch_size: int, size: Any, embed_norm: Any):
-        from semzip.models.torch_utils import resolve_device, resolve_dtype
+    def _load(self, pipeline: str, path: str | os.PathLike, what: str, hint: str, device: str | None, dtype: Any,
+              batch_size: int, size: Any, embed_norm: Any, allow_download: bool) -> None:
+        """Check the settings, then load the diffusers pipeline class ``pipeline`` into ``self.pipe``."""
+        from semzip.models.torch_utils import load_diffusers_pipeline
 
-        self.path = path
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise InvalidInputError("batch_size must be positive")
+        self._init_runtime(device, dtype, batch_size)
         self.size = check_size(size) if size is not None else None
         self._embed_norm = None if embed_norm is None else float(embed_norm)
-        self._fingerprint: str | None = None
+        self.pipe, self.path = load_diffusers_pipeline(
+            pipeline, path, what, f"Save {hint} with save_pretrained on a machine with access, or pass a hub id "
+            "with --allow-download.", self.dtype, self.device, allow_download,
+        )
 
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from semzip.models.fingerprint import fingerprint_path
-
-            self._fingerprint = fingerprint_path(self.path)
-        return self._fingerprint
+    def _weights(self) -> list[tuple[Path | str, Any]]:
+        return [(self.path, self.pipe.unet)]  # the pipeline folder: every weight file in it
 
     def _resolve(self, steps, guidance, size) -> tuple[int, float, tuple[int, int]]:
         steps = int(self.default_steps if steps is None else steps)
@@ -158,18 +154,12 @@ class _DiffusersGenerator(ImageGenerator):
         return {
             "generator": self.name,
             "space": self.space,
-            "fingerprint": self.fingerprint,
-            "seed": int(seed),
-            "seeding": "cpu torch.Generator per item, seed + item index",
-            "scheduler": type(self.pipe.scheduler).__name__,
-            "scheduler_config": {
-                k: v for k, v in dict(self.pipe.scheduler.config).items() if not k.startswith("_")
-            },
+            **self._seeding_params(seed),
             "steps": steps,
             "guidance": guidance,
             "size": [w, h],
             "embed_norm": self.embed_norm,
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.dtype_name,
             **self._extra_params(),
         }
 
@@ -195,7 +185,7 @@ class _DiffusersGenerator(ImageGenerator):
         out: list[np.ndarray] = []
         for start in range(0, len(v), self.batch_size):
             chunk = torch.from_numpy(v[start : start + self.batch_size]).to(self.device, dtype=self.dtype)
-            gens = [torch.Generator("cpu").manual_seed(int(seed) + start + i) for i in range(len(chunk))]
+            gens = self._noise(seed, start, start + len(chunk))
             with torch.inference_mode():
                 images = self._call(chunk, gens, steps, guidance, w, h)
             images = np.asarray(images, dtype=np.float32)
@@ -205,7 +195,12 @@ class _DiffusersGenerator(ImageGenerator):
         return out
 
     def _call(self, embeds, generators, steps, guidance, width, height) -> np.ndarray:
-        raise NotImplementedError
+        return self._run_pipeline(generators, steps, guidance, image_embeds=embeds, width=width, height=height,
+                                  **self._call_kwargs(embeds))
+
+    def _call_kwargs(self, embeds: Any) -> dict[str, Any]:
+        """The pipeline arguments of this backend besides the embeddings, sizes, steps, guidance and noise."""
+        return {}
 
 
 class StableUnCLIPGenerator(_DiffusersGenerator):
@@ -234,16 +229,9 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
         space: str = STABLE_UNCLIP_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.torch_utils import load_diffusers_pipeline, resolve_device, resolve_dtype
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.pipe, local = load_diffusers_pipeline(
-            "StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
-            "Save stabilityai/stable-diffusion-2-1-unclip with save_pretrained on a machine with access, "
-            "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,
-        )
-        self._setup(local, device, dtype, batch_size, size, embed_norm)
+        self._load("StableUnCLIPImg2ImgPipeline", path, "Stable unCLIP pipeline",
+                   "stabilityai/stable-diffusion-2-1-unclip", device, dtype, batch_size, size, embed_norm,
+                   allow_download)
         self.noise_level = int(noise_level)
         self.prompt = str(prompt)
         self.dim = int(self.pipe.image_normalizer.mean.shape[-1])
@@ -262,19 +250,8 @@ class StableUnCLIPGenerator(_DiffusersGenerator):
     def _extra_params(self) -> dict[str, Any]:
         return {"noise_level": self.noise_level, "prompt": self.prompt}
 
-    def _call(self, embeds, generators, steps, guidance, width, height):
-        result = self.pipe(
-            image_embeds=embeds,
-            prompt=[self.prompt] * len(embeds),
-            noise_level=self.noise_level,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            width=width,
-            height=height,
-            generator=generators,
-            output_type="np",
-        )
-        return result.images
+    def _call_kwargs(self, embeds):
+        return {"prompt": [self.prompt] * len(embeds), "noise_level": self.noise_level}
 
 
 class KandinskyV22Generator(_DiffusersGenerator):
@@ -306,16 +283,9 @@ class KandinskyV22Generator(_DiffusersGenerator):
         space: str = KANDINSKY22_SPACE,
         allow_download: bool = False,
     ) -> None:
-        from semzip.models.torch_utils import load_diffusers_pipeline, resolve_device, resolve_dtype
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.pipe, local = load_diffusers_pipeline(
-            "KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
-            "Save kandinsky-community/kandinsky-2-2-decoder with save_pretrained on a machine with access, "
-            "or pass a hub id with --allow-download.", self.dtype, self.device, allow_download,
-        )
-        self._setup(local, device, dtype, batch_size, size, embed_norm)
+        self._load("KandinskyV22Pipeline", decoder_path, "Kandinsky 2.2 decoder pipeline",
+                   "kandinsky-community/kandinsky-2-2-decoder", device, dtype, batch_size, size, embed_norm,
+                   allow_download)
         unet_cfg = self.pipe.unet.config
         self.dim = int(unet_cfg.encoder_hid_dim)
         self.space = space
@@ -344,21 +314,11 @@ class KandinskyV22Generator(_DiffusersGenerator):
     def _extra_params(self) -> dict[str, Any]:
         return {"negative_image_embeds": self.negative_kind}
 
-    def _call(self, embeds, generators, steps, guidance, width, height):
+    def _call_kwargs(self, embeds):
         import torch
 
         neg = torch.from_numpy(np.repeat(self.negative_embed[None], len(embeds), axis=0)).to(embeds)
-        result = self.pipe(
-            image_embeds=embeds,
-            negative_image_embeds=neg,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            width=width,
-            height=height,
-            generator=generators,
-            output_type="np",
-        )
-        return result.images
+        return {"negative_image_embeds": neg}
 
 
 def _prior_clip_stats(prior_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from semzip.errors import InvalidInputError, MissingModelError
+from semzip.models.torch_utils import DiffusersRuntime
 
 Progress = Callable[[int], None]
 Size = tuple[int, int]
 
 IDENTITY_NOTE = "no diffusion decoder offline: the LIC image is the output"
-SEEDING = "cpu torch.Generator per item, seed + item index"
 
 
 def resize_rgb(image: np.ndarray, size: Size) -> np.ndarray:
@@ -168,7 +168,7 @@ _SD_HINT = (
 )
 
 
-class _DiffusersRefiner(Refiner):
+class _DiffusersRefiner(DiffusersRuntime, Refiner):
     default_steps = 30
     default_strength = 0.5
     default_guidance = 7.5
@@ -176,34 +176,11 @@ class _DiffusersRefiner(Refiner):
 
     def _setup(self, device: str | None, dtype: Any, batch_size: int, negative_prompt: str,
                max_side: int | None) -> None:
-        from semzip.models.torch_utils import resolve_device, resolve_dtype
-
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise InvalidInputError("batch_size must be positive")
+        self._init_runtime(device, dtype, batch_size)
         self.negative_prompt = str(negative_prompt)
         if max_side is not None and int(max_side) < self.size_multiple:
             raise InvalidInputError(f"max_side must be at least {self.size_multiple}, got {max_side}")
         self.max_side = None if max_side is None else int(max_side)
-        self._fingerprint: str | None = None
-
-    def _weights(self) -> list[tuple[Path | str, Any]]:
-        """(local folder or hub id, module) per weight source; a hub id is fingerprinted from the module."""
-        raise NotImplementedError
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            from semzip.models.fingerprint import fingerprint_path, fingerprint_state_dict, fingerprint_text
-
-            parts = [
-                fingerprint_path(w) if isinstance(w, Path) else fingerprint_state_dict(module.state_dict())
-                for w, module in self._weights()
-            ]
-            self._fingerprint = parts[0] if len(parts) == 1 else fingerprint_text("+".join(parts))
-        return self._fingerprint
 
     def _resolve(self, steps, strength, guidance) -> tuple[int, float, float]:
         steps = int(self.default_steps if steps is None else steps)
@@ -230,14 +207,9 @@ class _DiffusersRefiner(Refiner):
 
     def params(self, seed=0, steps=None, strength=None, guidance=None, size=None):
         steps, strength, guidance = self._resolve(steps, strength, guidance)
-        sched = self.pipe.scheduler
         return {
             "refiner": self.name,
-            "fingerprint": self.fingerprint,
-            "seed": int(seed),
-            "seeding": SEEDING,
-            "scheduler": type(sched).__name__,
-            "scheduler_config": {k: v for k, v in dict(sched.config).items() if not k.startswith("_")},
+            **self._seeding_params(seed),
             "steps": steps,
             "denoising_steps": int(steps * strength),
             "strength": strength,
@@ -248,7 +220,7 @@ class _DiffusersRefiner(Refiner):
             "work_size": f"output size, capped at max_side, rounded to a multiple of {self.size_multiple}",
             "max_side": self.max_side,
             "resample": "pillow: lanczos down, bicubic up",
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.dtype_name,
             **self._extra_params(),
         }
 
@@ -271,7 +243,7 @@ class _DiffusersRefiner(Refiner):
                 j += 1
             w, h = work[i]
             init = np.stack([resize_rgb(a, (w, h)) for a in arrays[i:j]]).astype(np.float32) / 255.0
-            gens = [torch.Generator("cpu").manual_seed(int(seed) + k) for k in range(i, j)]
+            gens = self._noise(seed, i, j)
             with torch.inference_mode():
                 result = self._call(init, captions[i:j], gens, steps, strength, guidance, w, h)
             result = np.clip(np.rint(np.asarray(result, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
@@ -282,7 +254,13 @@ class _DiffusersRefiner(Refiner):
         return out
 
     def _call(self, init, prompts, generators, steps, strength, guidance, width, height) -> np.ndarray:
-        raise NotImplementedError
+        neg = [self.negative_prompt] * len(prompts) if guidance > 1 else None
+        return self._run_pipeline(generators, steps, guidance, prompt=list(prompts), image=init, strength=strength,
+                                  negative_prompt=neg, **self._call_kwargs(init, width, height))
+
+    def _call_kwargs(self, init: np.ndarray, width: int, height: int) -> dict[str, Any]:
+        """The pipeline arguments of this backend besides the image, prompts, steps, strength, guidance and noise."""
+        return {}
 
 
 class SDImg2ImgRefiner(_DiffusersRefiner):
@@ -310,19 +288,6 @@ class SDImg2ImgRefiner(_DiffusersRefiner):
 
     def _weights(self):
         return [(self.path, self.pipe.unet)]
-
-    def _call(self, init, prompts, generators, steps, strength, guidance, width, height):
-        neg = [self.negative_prompt] * len(prompts) if guidance > 1 else None
-        return self.pipe(
-            prompt=list(prompts),
-            image=init,
-            strength=strength,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            negative_prompt=neg,
-            generator=generators,
-            output_type="np",
-        ).images
 
 
 class ControlNetTileRefiner(_DiffusersRefiner):
@@ -382,19 +347,6 @@ class ControlNetTileRefiner(_DiffusersRefiner):
     def _extra_params(self) -> dict[str, Any]:
         return {"controlnet_conditioning_scale": self.conditioning_scale, "control_image": "the LIC image"}
 
-    def _call(self, init, prompts, generators, steps, strength, guidance, width, height):
-        neg = [self.negative_prompt] * len(prompts) if guidance > 1 else None
-        return self.pipe(
-            prompt=list(prompts),
-            image=init,
-            control_image=init,
-            height=height,
-            width=width,
-            strength=strength,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            negative_prompt=neg,
-            controlnet_conditioning_scale=self.conditioning_scale,
-            generator=generators,
-            output_type="np",
-        ).images
+    def _call_kwargs(self, init, width, height):
+        return {"control_image": init, "height": height, "width": width,
+                "controlnet_conditioning_scale": self.conditioning_scale}

@@ -166,3 +166,78 @@ def load_diffusers_pipeline(pipeline: str, path: str | os.PathLike, what: str, h
         raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device), local
+
+
+SEEDING = "cpu torch.Generator per item, seed + item index"
+"""How the diffusers backends draw noise, as recorded in their ``params()``."""
+
+
+class DiffusersRuntime:
+    """What the diffusers generators and refiners share: where and at which precision they run, their batch
+    size, a lazy fingerprint of their weights, the seeding and scheduler entries of ``params()`` and the
+    per-item seeded noise generators (item ``k`` of a call draws from ``torch.Generator("cpu")`` seeded with
+    ``seed + k``, so its pixels do not depend on how the call was batched).
+
+    A subclass calls :meth:`_init_runtime` before loading its pipeline into ``self.pipe`` and says in
+    :meth:`_weights` what its fingerprint covers.
+    """
+
+    pipe: Any
+    device: str
+    dtype: Any
+    batch_size: int
+
+    def _init_runtime(self, device: str | None, dtype: Any, batch_size: int) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise InvalidInputError("batch_size must be positive")
+        self._fingerprint: str | None = None
+
+    def _weights(self) -> list[tuple[Path | str, Any]]:
+        """(local folder or hub id, module) per weight source; a hub id is fingerprinted from the module."""
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hex hash of the weights: of the one folder, or of the parts' fingerprints joined by ``+``."""
+        if self._fingerprint is None:
+            from semzip.models.fingerprint import fingerprint_path, fingerprint_state_dict, fingerprint_text
+
+            parts = [
+                fingerprint_path(w) if isinstance(w, Path) else fingerprint_state_dict(module.state_dict())
+                for w, module in self._weights()
+            ]
+            self._fingerprint = parts[0] if len(parts) == 1 else fingerprint_text("+".join(parts))
+        return self._fingerprint
+
+    def _seeding_params(self, seed: int) -> dict[str, Any]:
+        """The ``params()`` entries fingerprint, seed, seeding, scheduler and scheduler_config, in that order."""
+        sched = self.pipe.scheduler
+        return {
+            "fingerprint": self.fingerprint,
+            "seed": int(seed),
+            "seeding": SEEDING,
+            "scheduler": type(sched).__name__,
+            "scheduler_config": {k: v for k, v in dict(sched.config).items() if not k.startswith("_")},
+        }
+
+    @property
+    def dtype_name(self) -> str:
+        """The precision as ``params()`` records it (``float32``, ``float16``, ``bfloat16``)."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def _run_pipeline(self, generators: list[Any], steps: int, guidance: float, **kwargs: Any) -> Any:
+        """The pipeline's images (numpy, in [0, 1]) for ``kwargs`` plus what every backend passes: steps,
+        guidance, the per-item noise generators and numpy output."""
+        return self.pipe(
+            num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="np", **kwargs
+        ).images
+
+    @staticmethod
+    def _noise(seed: int, start: int, stop: int) -> list[Any]:
+        """One CPU ``torch.Generator`` per item ``start .. stop - 1`` of a call, seeded with ``seed + item``."""
+        import torch
+
+        return [torch.Generator("cpu").manual_seed(int(seed) + k) for k in range(start, stop)]

@@ -36,6 +36,7 @@ __all__ = [
     "CHAT_WORDS",
     "EMBED_DIM",
     "PEAKED_LLAMA",
+    "TINY_TOWER",
     "TINY_VISION",
     "WORDS",
     "in_memory_tokenizers",
@@ -59,14 +60,10 @@ EMBED_DIM = 32
 """Width of the image embeddings of the tiny diffusion decoders (Kandinsky 2.2, SD-unCLIP)."""
 CAT_MERGES = (("c", "a"), ("ca", "t</w>"))
 """BPE merges of the tiny CLIP tokenizer: the tokens "ca" and "cat</w>"."""
-TINY_VISION = {  # the vision tower of the tiny CLIP and BLIP models
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-}
+TINY_TOWER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+"""Width, depth and heads of every tower of the tiny CLIP, BLIP and LLaVA models (text and vision)."""
+TINY_VISION = {**TINY_TOWER, "image_size": 32, "patch_size": 8}
+"""The vision tower of the tiny CLIP and BLIP models."""
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "cat", "dog", "on", "the", "red", "blue",
          "sky", "house", "tree", "with", "and", "photo", "of"]
 """The 20-word vocabulary of the tiny BLIP captioner."""
@@ -171,10 +168,7 @@ def save_tiny_clip(folder: str | os.PathLike, seed: int = 0) -> Path:
     config = transformers.CLIPConfig(
         text_config={
             "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            **TINY_TOWER,
             "max_position_embeddings": 16,
             "bos_token_id": vocab["<|startoftext|>"],
             "eos_token_id": vocab["<|endoftext|>"],
@@ -228,10 +222,7 @@ def save_tiny_blip(folder: str | os.PathLike) -> Path:
     config = transformers.BlipConfig(
         text_config={
             "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            **TINY_TOWER,
             "max_position_embeddings": 64,
             "encoder_hidden_size": 32,
             "bos_token_id": vocab["[DEC]"],
@@ -259,11 +250,9 @@ def save_tiny_llava(folder: str | os.PathLike) -> Path:
     tok = transformers.BertTokenizer(vocab=vocab, model_max_length=256)
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
     config = transformers.LlavaConfig(
-        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 37,
-                       "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 16, "patch_size": 8,
+        vision_config={"model_type": "clip_vision_model", **TINY_TOWER, "image_size": 16, "patch_size": 8,
                        "projection_dim": 32},
-        text_config={"model_type": "llama", "vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37,
-                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        text_config={"model_type": "llama", "vocab_size": len(vocab), **TINY_TOWER, "num_key_value_heads": 2,
                      "max_position_embeddings": 256, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3},
         image_token_id=vocab["<image>"],
         vision_feature_layer=-1,
@@ -365,10 +354,7 @@ def _tiny_clip_text_encoder(transformers: Any, vocab_size: int, **extra: Any) ->
             bos_token_id=512,
             eos_token_id=513,
             pad_token_id=513,
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
+            **TINY_TOWER,
             vocab_size=vocab_size,
             max_position_embeddings=16,
             **extra,

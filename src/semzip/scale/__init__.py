@@ -2,39 +2,30 @@
 
 - :mod:`semzip.scale.store`: the on-disk embedding store (Parquet shards, written in a stream, resumable);
 - :mod:`semzip.scale.shards`: embedding one shard of a folder of images (shared by both engines);
-- :mod:`semzip.scale.stream`: the streaming engine (fill a store, compress it with bounded memory) and the
-  in-process executor;
+- :mod:`semzip.scale.fill`: filling a store from an array, an embeddings file or a folder of images;
+- :mod:`semzip.scale.stream`: the streaming engine (compress a store with bounded memory) and the in-process
+  executor;
 - :mod:`semzip.scale.distributed`: the Ray executor (extra ``semzip[distributed]``).
 
-Import directions: ``store`` <- ``shards`` <- {``stream``, ``distributed``}; ``stream`` reaches the Ray
-executor only inside :func:`make_executor` (when ``engine="ray"``), and ``distributed`` never imports
-``stream``. Importing this package needs numpy only: pyarrow and ray are imported when used.
+Import directions: ``store`` <- ``shards`` <- {``fill``, ``distributed``}; ``fill`` <- ``stream``, which
+reaches the Ray executor only inside :func:`make_executor` (when ``engine="ray"``); ``distributed`` never
+imports ``stream`` or ``fill``. Importing this package needs numpy only: pyarrow and ray are imported when used.
 """
 
-from semzip.scale.distributed import RayExecutor
-from semzip.scale.store import EmbeddingStore, Shard, plan_fingerprint
-from semzip.scale.stream import (
-    LocalExecutor,
-    StreamSettings,
-    compress_store,
-    fill_store,
-    fill_store_from_array,
-    fill_store_from_file,
-    fill_store_from_folder,
-    make_executor,
-)
+from semzip.scale import distributed, store, stream
+from semzip.scale.distributed import RayExecutor as RayExecutor
+from semzip.scale.store import EmbeddingStore as EmbeddingStore
+from semzip.scale.store import Shard as Shard
+from semzip.scale.store import plan_fingerprint as plan_fingerprint
+from semzip.scale.stream import LocalExecutor as LocalExecutor
+from semzip.scale.stream import StreamSettings as StreamSettings
+from semzip.scale.stream import compress_store as compress_store
+from semzip.scale.stream import fill_store as fill_store
+from semzip.scale.stream import fill_store_from_array as fill_store_from_array
+from semzip.scale.stream import fill_store_from_file as fill_store_from_file
+from semzip.scale.stream import fill_store_from_folder as fill_store_from_folder
+from semzip.scale.stream import make_executor as make_executor
 
-__all__ = [
-    "EmbeddingStore",
-    "LocalExecutor",
-    "RayExecutor",
-    "Shard",
-    "StreamSettings",
-    "compress_store",
-    "fill_store",
-    "fill_store_from_array",
-    "fill_store_from_file",
-    "fill_store_from_folder",
-    "make_executor",
-    "plan_fingerprint",
-]
+# ``X as X``: an explicit re-export. The names are listed once, in each module's own __all__ (stream's includes
+# semzip.scale.fill's).
+__all__ = [*distributed.__all__, *store.__all__, *stream.__all__]

@@ -76,5 +76,5 @@ def get_codec(name: str) -> Callable[..., Codec]:
 
 
 def decodes_to(codec: type | object) -> DecodesTo:
-    """What a codec (class or instance) decodes to: its ``decodes_to``, ``"embeddings"`` if it does not say."""
-    return getattr(codec, "decodes_to", "embeddings")
+    """What a codec (class or instance) decodes to: its ``decodes_to`` (every codec says, see :class:`Codec`)."""
+    return codec.decodes_to

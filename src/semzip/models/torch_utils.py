@@ -1,4 +1,5 @@
-"""Torch and Hugging Face hub helpers shared by the model backends (encoders, captioners, generators, refiners).
+"""Torch and Hugging Face hub helpers shared by the model backends (encoders, captioners, generators, refiners),
+and :class:`DiffusersRuntime`, what the diffusers generators and refiners have in common.
 
 torch, transformers, diffusers and huggingface_hub are imported inside the functions only, so importing this
 module stays cheap.

@@ -6,8 +6,18 @@ never this one. The tiny random models are built by ``semzip.models.tiny``.
 
 from __future__ import annotations
 
-import pytest
-from helpers import HAS_SMOLLM
+import os
+
+# The suite runs on pytest-xdist workers (pyproject's addopts: one per core, at most 4). Each worker computes
+# on one thread, so that N workers use N cores instead of N x cores threads fighting for them (torch slows
+# down many times when oversubscribed). Set before torch or numpy load; tests that need other thread counts
+# start subprocesses with their own settings.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+from helpers import HAS_SMOLLM  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ same arguments give the same pixels. The tiny random models of the real backends
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -86,3 +87,9 @@ def tally(call, inputs) -> Counter:
 def crashes(counts: Counter) -> list[str]:
     """The outcomes of :func:`tally` that were neither a decode nor a semzip error."""
     return [k for k in counts if k.startswith("crash: ")]
+
+
+def table_text(output: str) -> str:
+    """CLI output with rich's table borders removed and whitespace collapsed, so that a message wrapped
+    inside a table cell reads as one line (where it wraps depends on the console width and path lengths)."""
+    return " ".join(re.sub(r"[│┃┏┓┗┛┡┩┣┫━─┳┻╇╈┼┬┴└┘┌┐├┤]", " ", output).split())

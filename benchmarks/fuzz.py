@@ -290,7 +290,7 @@ def _image_text_decode(data: bytes) -> None:
     c = Container.from_bytes(data)
     if c.header.n_items:
         stream_split(c)
-    _image_text_codec().decode_items(c)
+    _image_text_codec().decompress(c)
 
 
 _IMAGE_DIR: dict = {}
@@ -377,7 +377,7 @@ def build_targets() -> list[Target]:
         Target("codecs.image_text.unpack_item", [pack_item(shape, [b"abc", b"defgh"], b"cap"), pack_item(b"", [], b"")],
                _unpack_item, None, 1),
         Target("models.lic.LICShape.from_bytes", [shape, LICShape(1, 1, 16, 16).to_bytes()], _lic_shape, None, 1),
-        Target("codecs.image_text decode_items + stream_split (tiny LIC)", image_text_seeds, _image_text_decode,
+        Target("codecs.image_text decompress + stream_split (tiny LIC)", image_text_seeds, _image_text_decode,
                resection, 2, cost=10),
         Target("data.images.load_image (PNG/JPEG/GIF/BMP/TIFF/WebP)", image_seeds, _load_image, None, 2, cost=10),
     ]

@@ -75,7 +75,7 @@ def main() -> None:
         c = Container.from_bytes(data)
         codec.text = text
         t = time.perf_counter()
-        dec = codec.decode_items(c)
+        dec = codec.decompress(c)
         dec_s = (time.perf_counter() - t) / len(images)
         assert [d.caption for d in dec] == captions
         split = stream_split(c)

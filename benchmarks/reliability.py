@@ -268,7 +268,7 @@ def _h_image_text_items():
     blocks = [(b.n_items, p) for b, p in Container.from_bytes(seed).iter_blocks()]
     blocks[0] = (2**31, blocks[0][1])
     data = _repack(seed, blocks=blocks)
-    return data, lambda: fz._image_text_codec().decode_items(Container.from_bytes(data))
+    return data, lambda: fz._image_text_codec().decompress(Container.from_bytes(data))
 
 
 def _h_decoder_count():

@@ -299,7 +299,6 @@ class ImageTextCodec:
                 progress(1)
         return out
 
-    decode_items = decompress  # the earlier name (benchmarks and fuzz targets call it)
 
     def lic_digests(self, container: Container) -> list[str]:
         """Per item, the digest of the LIC's integers up to ``y_hat`` (what decodes exactly on any machine)."""

@@ -115,3 +115,24 @@ def test_stable_unclip_tiny(tmp_path):
     p = gen.params(seed=7, steps=2, guidance=3.0)
     assert p["scheduler"] == "DDIMScheduler" and p["noise_level"] == 10 and p["guidance"] == 3.0
     assert load_generator(f"stable-unclip:{folder}", device="cpu").fingerprint == gen.fingerprint
+
+
+def test_downloaded_pipeline_is_fingerprinted_from_its_weights(tmp_path, monkeypatch):
+    """A pipeline loaded from the hub (--allow-download) has no local folder: the fingerprint covers the UNet's
+    weights instead of failing on a folder that is not there."""
+    pytest.importorskip("diffusers")
+    from semzip.models import torch_utils
+    from semzip.models.fingerprint import fingerprint_state_dict
+    from semzip.models.generators import KandinskyV22Generator
+
+    folder = save_tiny_kandinsky(tmp_path / "tiny-k22")
+    real = torch_utils.load_diffusers_pipeline
+
+    def from_the_hub(*args, **kw):
+        pipe, _ = real(*args, **kw)
+        return pipe, tmp_path / "never-saved"  # what a download returns: a folder that does not exist
+
+    monkeypatch.setattr(torch_utils, "load_diffusers_pipeline", from_the_hub)
+    gen = KandinskyV22Generator(folder, device="cpu", size=(32, 32), embed_norm=3.0)
+    assert gen.fingerprint == fingerprint_state_dict(gen.pipe.unet.state_dict())
+    assert gen.params()["fingerprint"] == gen.fingerprint

@@ -190,7 +190,7 @@ def test_decoder_parametric_on_garbage_is_contained():
 
 
 def test_image_text_block_declaring_many_items_is_corrupt(targets):
-    # was: decompress (then decode_items) looped over all 2**31 declared items, decoding the same block each time (a hang)
+    # was: decode_items (now decompress) looped over all 2**31 declared items, decoding the same block each time (a hang)
     seeds = next(t for t in targets if "image_text decompress" in t.name).seeds
     if not seeds:
         pytest.skip("the image-text target needs torch (tiny LIC)")

@@ -152,7 +152,7 @@ def alias(value, legacy, new: str, old: str, default=None):
     return default if got is None else got
 
 
-DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available)"
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda when available)"
 
 
 def check_device(device: str | None) -> str | None:

@@ -579,9 +579,9 @@ class CollectionCodec:
     def decode_codes(self, container: Container, items: Sequence[int] | None = None) -> SparseCodes:
         """Integer sparse codes of all items, or of ``items`` (reading only their blocks)."""
         _, models = self.load_state(container)
-        return self.decode_items(container, models, items)
+        return self.decode_blocks(container, models, items)
 
-    def decode_items(
+    def decode_blocks(
         self, container: Container, models: EntropyModels, items: Sequence[int] | None = None
     ) -> SparseCodes:
         """Integer sparse codes of all items, or of ``items``, under ``models`` (from :meth:`load_state`);
@@ -603,7 +603,7 @@ class CollectionCodec:
         D, models = self.load_state(container)
         n_out = container.header.n_items if items is None else len(items)
         container.check_values(n_out * D.shape[1], f"numbers ({n_out} items x {D.shape[1]} dimensions)")
-        codes = self.decode_items(container, models, items)
+        codes = self.decode_blocks(container, models, items)
         if len(codes.counts) and (codes.first.max() >= D.shape[0] or (len(codes.rest) and codes.rest.max() >= D.shape[0])):
             raise CorruptedSectionError(f"{container.label}: an atom index lies outside the dictionary")
         return self.reconstruct(codes, D)

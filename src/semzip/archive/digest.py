@@ -58,17 +58,9 @@ def image_text_digest(container: Container, codec) -> dict:
 def embeddings_digest(container: Container, codec) -> dict:
     """The digest of an sq or collection archive decoded by ``codec``: its integers and embeddings."""
     h = container.header
-    if h.codec == "sq":
-        from semzip.entropy import CategoricalModel, decode_symbols
-
-        model = CategoricalModel.from_bytes(container.read("model"))
-        d = int(h.params["dim"])
-        ints = np.concatenate([decode_symbols(blob, model, b.n_items * d) for b, blob in container.iter_blocks()])
-    elif hasattr(codec, "decode_codes"):
-        codes = codec.decode_codes(container)
-        ints = np.concatenate([codes.counts, codes.first, codes.sign, codes.rest, codes.ratios])
-    else:
+    if not hasattr(codec, "decode_integers"):
         raise InvalidInputError(f"{container.label}: no decode digest for {h.codec!r} archives")
+    ints = codec.decode_integers(container)
     emb = np.ascontiguousarray(codec.decompress(container), dtype=np.float32)
     return {"kind": h.codec, "codes_sha256": sha256(ints.astype("<i8").tobytes()),
             "embeddings_sha256": sha256(emb.astype("<f4").tobytes()), "shape": list(emb.shape)}

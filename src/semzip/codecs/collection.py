@@ -598,6 +598,12 @@ class CollectionCodec:
             parts.append(cache[blk].slice(pos, pos + 1))
         return SparseCodes.concatenate(parts)
 
+    def decode_integers(self, container: Container) -> np.ndarray:
+        """Every integer symbol of the items' sparse codes (counts, first atoms, signs, other atoms, weight
+        ratios), before any float step: what must decode the same on every machine."""
+        codes = self.decode_codes(container)
+        return np.concatenate([codes.counts, codes.first, codes.sign, codes.rest, codes.ratios])
+
     def decompress(self, container: Container, items: Sequence[int] | None = None) -> np.ndarray:
         """Decoded unit-norm float32 embeddings of all items (or of ``items`` only)."""
         D, models = self.load_state(container)

@@ -121,3 +121,10 @@ class ScalarQuantCodec:
                     decoded = {blk: decode_symbols(container.block(blk), model, info.n_items * d).reshape(-1, d)}
                 dequantize(decoded[blk][pos : pos + 1], x[j : j + 1])
         return x
+
+    def decode_integers(self, container: Container) -> np.ndarray:
+        """The quantised values of every item, as the entropy decoder yields them (before any float step):
+        what must decode the same on every machine (:func:`semzip.archive.digest.embeddings_digest`)."""
+        model = CategoricalModel.from_bytes(container.read("model"))
+        d = int(container.header.params["dim"])
+        return np.concatenate([decode_symbols(blob, model, b.n_items * d) for b, blob in container.iter_blocks()])

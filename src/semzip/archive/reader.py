@@ -274,7 +274,7 @@ class Archive:
         if all(ok for _, ok, _ in rows):
             for what, check, fine in (
                     ("schema", lambda: check_container(c), f"{self.codec_name} {c.format_version[0]}.{c.format_version[1]}"),
-                    ("names", lambda: c.names, f"{self.n_items} names")):
+                    ("item names", lambda: c.names, f"{self.n_items} names")):
                 try:
                     check()
                     rows.append((what, True, fine))

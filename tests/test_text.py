@@ -111,6 +111,17 @@ def _every_bit_flip_refused(data: bytes, fp: str, text: bytes) -> None:
                 compact.unpack(bytes(bad), fingerprint=fp)[1].verify(text)
 
 
+def _single_file_damage_refused(data: bytes, fp: str, text: bytes, cuts: int) -> None:
+    """A codec-2 single-caption file: refused as codec 1, on every bit flip, and cut to fewer than ``cuts``
+    bytes."""
+    with pytest.raises(UnsupportedVersionError):
+        compact.unpack(data, fingerprint=fp, codec=1)
+    _every_bit_flip_refused(data, fp, text)
+    for cut in range(cuts):
+        with pytest.raises(SemzipError):
+            compact.unpack(data[:cut], fingerprint=fp)[1].verify(text)
+
+
 def test_compact_layout_and_damage():
     fp = "b4b9baeadd2cbc6c"
     data = compact.pack(b"\x12\x34\x56", codec=1, fingerprint=fp, check_data=b"hello")
@@ -160,12 +171,7 @@ def test_compact_layout_3_single_files():
                 compact.unpack(data, fingerprint=fp, adapted=not adapted)
             with pytest.raises(CorruptedSectionError, match="different model, adapter"):
                 compact.unpack(data, fingerprint="00" + fp[2:], adapted=adapted)[1].verify(b"hello")
-            with pytest.raises(UnsupportedVersionError):
-                compact.unpack(data, fingerprint=fp, codec=1)
-            _every_bit_flip_refused(data, fp, b"hello")
-            for cut in range(3):
-                with pytest.raises(SemzipError):
-                    compact.unpack(data[:cut], fingerprint=fp)[1].verify(b"hello")
+            _single_file_damage_refused(data, fp, b"hello", cuts=3)
     with pytest.raises(InvalidInputError):
         compact.pack(b"\x12", codec=1, fingerprint=fp, check_data=b"x", layout=3)
 
@@ -185,12 +191,7 @@ def test_compact_layout_2_single_files():
         rec.verify(b"hello")
         with pytest.raises(ModelMismatchError):
             compact.unpack(data, fingerprint="00" + fp[2:])
-        with pytest.raises(UnsupportedVersionError):
-            compact.unpack(data, fingerprint=fp, codec=1)
-        _every_bit_flip_refused(data, fp, b"hello")
-        for cut in range(4):
-            with pytest.raises(SemzipError):
-                compact.unpack(data[:cut], fingerprint=fp)[1].verify(b"hello")
+        _single_file_damage_refused(data, fp, b"hello", cuts=4)
     # layout 1 is still written on request and read as before
     old = compact.pack(b"\x12", codec=2, fingerprint=fp, check_data=b"x", layout=1)
     assert old[0] == 0xF5 and compact.unpack(old, fingerprint=fp, codec=2)[1].payload == b"\x12"

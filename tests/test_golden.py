@@ -54,26 +54,13 @@ def _golden_collection_bytes() -> bytes:
 
 
 def decoded_digests(data: bytes) -> dict[str, str]:
-    """SHA-256 of an archive's integer codes and of its decoded float32 embeddings (also used by the
-    two-process determinism test)."""
+    """SHA-256 of an archive's integer codes and of its decoded float32 embeddings, as pinned in the manifest."""
+    from semzip.archive.digest import embeddings_digest
     from semzip.codecs.base import get_codec
-    from semzip.entropy import CategoricalModel, decode_symbols
 
     c = Container.from_bytes(data)
-    codec = get_codec(c.header.codec).from_header(c.header)
-    if c.header.codec == "sq":
-        model = CategoricalModel.from_bytes(c.read("model"))
-        d = int(c.header.params["dim"])
-        ints = np.concatenate([decode_symbols(p, model, b.n_items * d) for b, p in c.iter_blocks()])
-    else:
-        codes = codec.decode_codes(c)
-        ints = np.concatenate([codes.counts, codes.first, codes.sign, codes.rest, codes.ratios])
-    emb = np.ascontiguousarray(codec.decompress(c), dtype=np.float32)
-    return {
-        "codes_sha256": hashlib.sha256(ints.astype("<i8").tobytes()).hexdigest(),
-        "embeddings_sha256": hashlib.sha256(emb.astype("<f4").tobytes()).hexdigest(),
-        "shape": list(emb.shape),
-    }
+    got = embeddings_digest(c, get_codec(c.header.codec).from_header(c.header))
+    return {k: got[k] for k in ("codes_sha256", "embeddings_sha256", "shape")}
 
 
 def _manifest() -> dict:

@@ -17,14 +17,14 @@ from semzip.archive.decoders import (  # re-exported: the API's names for them
 )
 from semzip.archive.digest import caption_file_digest
 from semzip.archive.render import COMPARISON_SHEET, SHEET_ITEMS
-from semzip.codecs.base import decodes_to, get_codec
+from semzip.codecs.base import get_codec
 from semzip.codecs.image_text import caption_coder
 from semzip.data.folders import EmbeddedFolder, embed_folder
 from semzip.errors import InvalidInputError, UnsupportedVersionError
 from semzip.format import WRITABLE_VERSIONS, ModelRef, atomic_write, pack, write
 
 __all__ = [
-    "COMPARISON_SHEET", "SHEET_ITEMS", "Archive", "add_embeddings", "add_folder", "archive_generator", "atom_concepts",
+    "COMPARISON_SHEET", "SHEET_ITEMS", "Archive", "add_embeddings", "add_folder", "atom_concepts",
     "blend_item", "caption_coder", "check_refiner_settings", "compress_embeddings", "compress_folder",
     "compress_image_text", "decode_check", "decode_digest", "decompress", "decompress_image_text",
     "decompress_images", "default_generator", "describe", "device_kw", "embed_concepts", "encoder_ref",
@@ -44,7 +44,7 @@ def compress_embeddings(
 ) -> int:
     """Compress an (n, d) embedding matrix into an archive at ``output``; returns its size in bytes."""
     cls = get_codec(codec)
-    if decodes_to(cls) != "embeddings":
+    if cls.decodes_to != "embeddings":
         raise InvalidInputError(f"the {codec} codec codes images, not embeddings")
     enc = cls(**params).compress(x, names=names, progress=progress)
     return write(output, enc.header, enc.blobs, enc.blocks, enc.names)
@@ -172,14 +172,6 @@ def add_folder(
     return add_embeddings(archive, got.embeddings, names=got.names, progress=progress), got
 
 
-def archive_generator(archive: PathLike, generator: str | None = None, device: str | None = None):
-    """The generator to render an archive's embeddings: the given spec or the space's offline default
-    (``device``: where a diffusion generator runs; see :func:`device_kw`). Refuses a generator conditioned on
-    another embedding space than the archive's (:meth:`Archive.generator`)."""
-    with open_archive(archive) as a:
-        return a.generator(generator, device)
-
-
 def decompress_images(
     archive: PathLike,
     out_dir: PathLike,
@@ -228,10 +220,10 @@ def blend_item(archive: PathLike, item: str, add: Sequence[str] = (), remove: Se
     from semzip.query.semantics import blend
 
     concepts = list(add) + list(remove)
+    if not concepts:
+        raise InvalidInputError("give at least one concept to --add or --remove")
     with open_archive(archive) as a:
         x = a.embeddings([item])[0]
-        if not concepts:
-            raise InvalidInputError("give at least one concept to --add or --remove")
         emb = a.embed_concepts(concepts, device)
     weights = [weight] * len(add) + [-weight] * len(remove)
     return blend(x, list(zip(emb, weights)))

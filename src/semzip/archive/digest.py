@@ -48,8 +48,7 @@ def image_text_digest(container: Container, codec) -> dict:
     """The digest of an image-text archive decoded by ``codec`` (an :class:`ImageTextCodec`)."""
     from semzip.codecs.image_text import caption_codec
 
-    texts = codec.decode_captions(container)
-    lic = codec.lic_digests(container)
+    texts, lic = codec.decode_integers(container)
     return {"kind": "image-text", "caption_codec": caption_codec(container.header),
             "captions_sha256": sha256("\n".join(texts).encode("utf-8")),
             "lic_sha256": sha256(json.dumps(lic, sort_keys=True).encode())}

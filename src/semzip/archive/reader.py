@@ -17,7 +17,7 @@ import numpy as np
 
 from semzip.archive import decoders, render
 from semzip.archive.digest import embeddings_digest, image_text_digest
-from semzip.codecs.base import decodes_to, get_codec
+from semzip.codecs.base import get_codec
 from semzip.errors import InvalidInputError, SemzipError
 from semzip.format import Container, Limits, SectionType, check_container
 
@@ -74,7 +74,7 @@ class Archive:
     @property
     def decodes_to(self) -> str:
         """``"embeddings"`` (sq, collection) or ``"images"`` (image-text): what the archive's items decode to."""
-        return decodes_to(get_codec(self.codec_name))
+        return get_codec(self.codec_name).decodes_to
 
     @property
     def codec(self):
@@ -156,7 +156,7 @@ class Archive:
 
     def atoms(self) -> np.ndarray:
         """Collection: the decoded dictionary, one unit atom per row."""
-        if not hasattr(self.codec, "load_state"):
+        if not hasattr(get_codec(self.codec_name), "load_state"):  # asked of the class: no model loads
             raise InvalidInputError(f"{self.path} is a {self.codec_name!r} archive: only collection archives "
                                     "have atoms")
         return self.codec.load_state(self.container)[0]
@@ -235,17 +235,10 @@ class Archive:
         self.require("images")
         s = decoders.refiner_settings(self.header.params.get("refiner"), refiner, seed, steps, strength, guidance)
         ref = load_refiner(s["spec"], **decoders.device_kw("refiner", s["spec"], device))
-        ref.params(seed=s["seed"], steps=s["steps"], strength=s["strength"], guidance=s["guidance"])
+        recorded = ref.params(seed=s["seed"], steps=s["steps"], strength=s["strength"], guidance=s["guidance"])
         plan = self._plan(out_dir, items, force, originals, note)
         decoded = self.items(plan.numbers if items is not None else None, progress)  # models load, then decode
-        return render.refine_items(plan, decoded, ref, s, progress)
-
-    def write_images(self, out_dir: PathLike, items: Sequence[str | int] | None = None, **settings: Any) -> list[Path]:
-        """Decode to images in ``out_dir``, whatever the archive holds: :meth:`render` (embeddings, with
-        ``generator``...) or :meth:`refine` (image-text, with ``refiner``...)."""
-        if self.decodes_to == "images":
-            return self.refine(out_dir, items, **settings)
-        return self.render(out_dir, items, **settings)
+        return render.refine_items(plan, decoded, ref, s, recorded, progress)
 
     # ---------------------------------------------------------------------------------------- checking
     def decode_all(self, device: str | None = None) -> int:
@@ -254,20 +247,20 @@ class Archive:
         if self.decodes_to == "images":
             with tempfile.TemporaryDirectory(prefix="semzip-verify-") as tmp:
                 return len(self.refine(Path(tmp) / "out", device=device))
-        if device is not None:
+        self._no_device_for_embeddings(device)
+        return len(self.embeddings())
+
+    def _no_device_for_embeddings(self, device: str | None) -> None:
+        if device is not None and self.decodes_to != "images":
             raise InvalidInputError(f"--device does not apply to verifying a {self.codec_name} archive (it decodes "
                                     "to embeddings; no model runs)")
-        return len(self.embeddings())
 
     def verify(self, deep: bool = False, device: str | None = None) -> Rows:
         """Every section's and block's CRC, then the header's schema and the item names; with ``deep`` every
         item decoded (:meth:`decode_all`). Rows of (what, ok, message): damage is reported, not raised."""
-        if self.codec_options:
-            self._check_options()  # a setting for another kind of archive is a mistake, not damage
+        self._check_options()  # a setting for another kind of archive is a mistake, not damage
         if device is not None:  # an offline refiner on another device is refused here, not reported as damage
-            if self.decodes_to != "images":
-                raise InvalidInputError(f"--device does not apply to a {self.codec_name} archive (--deep decodes "
-                                        "it to embeddings; no model runs)")
+            self._no_device_for_embeddings(device)
             decoders.device_kw("refiner", (self.header.params.get("refiner") or {}).get("spec") or "identity", device)
         c = self.container
         rows = c.verify()

@@ -46,10 +46,10 @@ class FolderPlan:
     originals: list[np.ndarray | None] | None = None
     force: bool = False
 
-    def folder(self, extra: Sequence[str] = ()):
+    def folder(self):
         """The output folder context (:func:`semzip.outputs.output_folder`)."""
         return output_folder(self.out_dir, self.force, inputs=[Path(self.archive)],
-                             will_write=[*self.files, *RESERVED_FILES, *extra])
+                             will_write=[*self.files, *RESERVED_FILES])
 
     def finish(self, out: Path, settings: dict, shown: Sequence[np.ndarray]) -> None:
         """generation.json and the sheets."""
@@ -80,10 +80,11 @@ def render_embeddings(plan: FolderPlan, x: np.ndarray, gen, settings: dict, seed
     return written
 
 
-def refine_items(plan: FolderPlan, decoded: Sequence, ref, settings: dict,
+def refine_items(plan: FolderPlan, decoded: Sequence, ref, settings: dict, recorded: dict,
                  progress: Callable[[int], None] | None = None) -> list[Path]:
     """Refine decoded image-text items (image + caption) with ``ref`` into the plan's folder, plus captions.txt.
-    ``settings``: the refiner's ``spec``, ``seed``, ``steps``, ``strength`` and ``guidance``."""
+    ``settings``: the refiner's ``spec``, ``seed``, ``steps``, ``strength`` and ``guidance``; ``recorded``: its
+    ``params()`` for them, written to generation.json."""
     from semzip.data.images import save_png
 
     kw = {k: settings[k] for k in ("steps", "strength", "guidance")}
@@ -98,7 +99,7 @@ def refine_items(plan: FolderPlan, decoded: Sequence, ref, settings: dict,
                 progress(1)
         atomic_write(out / "captions.txt", "".join(f"{n}\t{' '.join(d.caption.split())}\n"
                                                     for n, d in zip(plan.names, decoded)).encode())
-        plan.finish(out, ref.params(seed=settings["seed"], **kw), shown)
+        plan.finish(out, recorded, shown)
     return written
 
 

@@ -75,6 +75,3 @@ def get_codec(name: str) -> Callable[..., Codec]:
     return getattr(importlib.import_module(module), attr)
 
 
-def decodes_to(codec: type | object) -> DecodesTo:
-    """What a codec (class or instance) decodes to: its ``decodes_to`` (every codec says, see :class:`Codec`)."""
-    return codec.decodes_to

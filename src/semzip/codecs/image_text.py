@@ -300,14 +300,17 @@ class ImageTextCodec:
         return out
 
 
-    def lic_digests(self, container: Container) -> list[str]:
-        """Per item, the digest of the LIC's integers up to ``y_hat`` (what decodes exactly on any machine)."""
+    def decode_integers(self, container: Container) -> tuple[list[str], list[str]]:
+        """What decodes exactly on any machine, for every item, in one pass over the blocks: the captions and
+        the digests of the LIC's integers up to ``y_hat``."""
         from semzip.models.lic import LICShape
 
         if not hasattr(self.lic, "decode_integers"):
             raise InvalidInputError(f"{container.label}: its LIC ({self.lic.name}) has no integer decode to digest")
-        _, parts = self._checked_parts(container, None)
-        return [self.lic.decode_integers(streams, LICShape.from_bytes(shape)).digest() for shape, streams, _ in parts]
+        numbers, parts = self._checked_parts(container, None)
+        texts = self._decode_captions([p[2] for p in parts], caption_checked(container.header), numbers)
+        lic = [self.lic.decode_integers(streams, LICShape.from_bytes(shape)).digest() for shape, streams, _ in parts]
+        return texts, lic
 
 
 CAPTION_CHECK = "crc16"

@@ -33,6 +33,7 @@ from semzip.data.datasets import Dataset, load_dataset
 from semzip.errors import InvalidInputError
 from semzip.eval.baselines import CollectionEval, EvalCodec, RatePoint, eval_codec
 from semzip.eval.metrics import Metric, evaluate, get_metric
+from semzip.format import atomic_write
 
 CACHE_VERSION = 1
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "collection")
@@ -67,12 +68,6 @@ def _jsonable(x):
     if isinstance(x, np.generic):
         return _jsonable(x.item())
     return x
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    from semzip.format import atomic_write  # a unique temporary name, fsync, the usual permissions
-
-    atomic_write(path, data)
 
 
 def thumb_strip(images: Sequence[np.ndarray], height: int = THUMB_HEIGHT) -> bytes:
@@ -172,7 +167,7 @@ def run_eval(
     summary = EvalSummary(out_dir, {})
     checksum = ds.checksum
     n_thumb = min(THUMB_IMAGES, len(images))
-    (cache_dir / "originals.jpg").write_bytes(thumb_strip(images[:n_thumb]))
+    atomic_write(cache_dir / "originals.jpg", thumb_strip(images[:n_thumb]))
 
     plan: list[tuple[EvalCodec, RatePoint]] = []
     for c in codec_objs:
@@ -208,7 +203,7 @@ def run_eval(
                 measured = evaluate(metric_objs, images, run.decoded, captions_list)
                 cdir.mkdir(parents=True, exist_ok=True)
                 thumb = f"{_safe(p.label)}.jpg"
-                (cdir / thumb).write_bytes(thumb_strip(run.decoded[:n_thumb]))
+                atomic_write(cdir / thumb, thumb_strip(run.decoded[:n_thumb]))
                 rec = {
                     "version": CACHE_VERSION,
                     "codec": c.name,
@@ -224,19 +219,19 @@ def run_eval(
                     "seconds": {"codec": round(t_codec, 3), "metrics": round(time.perf_counter() - t0 - t_codec, 3)},
                     "thumb": f"cache/{_safe(c.name)}/{thumb}",
                 }
-                _write_atomic(cfile, json.dumps(_jsonable(rec), indent=1).encode())
+                atomic_write(cfile, json.dumps(_jsonable(rec), indent=1).encode())
                 summary.computed.append(key)
             points[c.name].append(rec)
             advance(1)
 
     results = _assemble(ds, codec_objs, metric_objs, availability, points, summary, anchor)
     summary.results = results
-    _write_atomic(out_dir / "results.json", json.dumps(_jsonable(results), indent=1).encode())
+    atomic_write(out_dir / "results.json", json.dumps(_jsonable(results), indent=1).encode())
     _write_csvs(out_dir, ds, results)
     (out_dir / "codecs").mkdir(exist_ok=True)
     for entry in results["codecs"]:
         shaped = {k: entry[k] for k in ("name", "description", "results")}
-        _write_atomic(out_dir / "codecs" / f"{_safe(entry['name'])}.json", json.dumps(_jsonable(shaped), indent=1).encode())
+        atomic_write(out_dir / "codecs" / f"{_safe(entry['name'])}.json", json.dumps(_jsonable(shaped), indent=1).encode())
     if report:
         from semzip.eval.report import write_report
 
@@ -325,7 +320,7 @@ def _write_csvs(out_dir: Path, ds: Dataset, results: dict) -> None:
         for i, p in enumerate(e["points"]):
             w.writerow([e["name"], p["label"], _fmt(p["bpp"]), p["total_bytes"],
                         *[_fmt(e["results"][m][i]) for m in measured]])
-    _write_atomic(out_dir / "results.csv", buf.getvalue().encode())
+    atomic_write(out_dir / "results.csv", buf.getvalue().encode())
 
     per = [m for m in measured if not results["metrics"][m]["set_level"]]
     buf = io.StringIO()
@@ -336,4 +331,4 @@ def _write_csvs(out_dir: Path, ds: Dataset, results: dict) -> None:
             for j, name in enumerate(ds.names):
                 bpp = p["bpp_per_image"][j] if p["bpp_per_image"] else p["bpp"]
                 w.writerow([e["name"], p["label"], name, _fmt(bpp), *[_fmt(p["per_image"][m][j]) for m in per]])
-    _write_atomic(out_dir / "per_image.csv", buf.getvalue().encode())
+    atomic_write(out_dir / "per_image.csv", buf.getvalue().encode())

@@ -48,8 +48,9 @@ class SearchIndex:
         if c.header.codec != "collection":
             raise InvalidInputError(f"search needs a collection archive; {label or c.label} is {c.header.codec!r}")
         codec = CollectionCodec.from_header(c.header)
-        atoms, _ = codec.load_state(c)
-        return cls.from_codes(atoms, codec.decode_codes(c), codec.weight_levels, codec.weight_step, list(c.names))
+        atoms, models = codec.load_state(c)
+        return cls.from_codes(atoms, codec.decode_blocks(c, models), codec.weight_levels, codec.weight_step,
+                              list(c.names))
 
     @classmethod
     def from_codes(cls, atoms: np.ndarray, codes, weight_levels: int, weight_step: float,

@@ -16,8 +16,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
-import pytest  # noqa: E402
-from helpers import HAS_SMOLLM  # noqa: E402
+import pytest
+from helpers import HAS_SMOLLM
 
 
 @pytest.fixture(scope="session")

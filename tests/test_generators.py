@@ -130,7 +130,7 @@ def test_downloaded_pipeline_is_fingerprinted_from_its_weights(tmp_path, monkeyp
 
     def from_the_hub(*args, **kw):
         pipe, _ = real(*args, **kw)
-        return pipe, tmp_path / "never-saved"  # what a download returns: a folder that does not exist
+        return pipe, "org/downloaded-k22"  # what a download returns: the hub id, no folder to hash
 
     monkeypatch.setattr(torch_utils, "load_diffusers_pipeline", from_the_hub)
     gen = KandinskyV22Generator(folder, device="cpu", size=(32, 32), embed_norm=3.0)

@@ -170,7 +170,7 @@ def test_loader_errors(tmp_path):
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="default LIC weights not built")
-def test_default_weights_code_antextured_image():
+def test_default_weights_code_a_textured_image():
     m = load_lic("tiny")
     img = textured_image(64, 96, seed=7)
     streams, shape = m.compress(img, scale=0.5)

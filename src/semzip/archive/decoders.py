@@ -100,7 +100,7 @@ def load_recorded_encoder(ref: ModelRef, device: str | None, why: str):
 def need_text_tower(encoder, image_queries: bool = True) -> None:
     """Refuse text queries, in one line saying which weights they need and how to give them, when the archive's
     encoder has no text tower (the offline thumbnail encoder)."""
-    if getattr(encoder, "has_text_tower", False):
+    if encoder.has_text_tower:
         return
     tail = "; an image file works as a query without them" if image_queries else ""
     raise InvalidInputError(

@@ -107,9 +107,6 @@ class HFClipEncoder(ImageEncoder):
     Features are ``get_image_features`` / ``get_text_features`` (the projected embeddings), L2-normalised.
     """
 
-    @property
-    def has_text_tower(self) -> bool:  # a CLIPVisionModelWithProjection folder has none
-        return bool(getattr(self, "has_text", False))
 
     def __init__(
         self,
@@ -140,7 +137,7 @@ class HFClipEncoder(ImageEncoder):
                 config, model = self._load_model(transformers, src, kw)
                 self.image_processor = _clip_image_processor(transformers).from_pretrained(src, **kw)
                 self.tokenizer = (
-                    transformers.AutoTokenizer.from_pretrained(src, **kw) if self.has_text else None
+                    transformers.AutoTokenizer.from_pretrained(src, **kw) if self.has_text_tower else None
                 )
         except InvalidInputError:
             raise
@@ -165,9 +162,9 @@ class HFClipEncoder(ImageEncoder):
         model_type = getattr(config, "model_type", "")
         self.model_type = model_type
         if model_type == "clip":
-            cls, self.has_text = transformers.CLIPModel, True
+            cls, self.has_text_tower = transformers.CLIPModel, True
         elif model_type == "clip_vision_model":
-            cls, self.has_text = transformers.CLIPVisionModelWithProjection, False
+            cls, self.has_text_tower = transformers.CLIPVisionModelWithProjection, False
         else:
             raise InvalidInputError(
                 f"{self.path} holds a {model_type!r} model; expected a CLIP model (model_type 'clip' "
@@ -188,7 +185,7 @@ class HFClipEncoder(ImageEncoder):
         pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             pixels = pixels.to(self.device, dtype=self.dtype)
-            if self.has_text:
+            if self.has_text_tower:
                 feats = self.model.get_image_features(pixel_values=pixels)
             else:
                 feats = self.model(pixel_values=pixels).image_embeds
@@ -196,7 +193,7 @@ class HFClipEncoder(ImageEncoder):
         return feats.float().cpu().numpy()
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
-        if not self.has_text:
+        if not self.has_text_tower:
             raise InvalidInputError(
                 f"{self.path} is an image-only CLIP vision model; load a full CLIPModel for text concepts"
             )

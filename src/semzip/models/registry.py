@@ -399,10 +399,11 @@ register_generator(
     "thumbnail", _thumbnail_generator, "thumbnail[:<grid>] (renders thumbnail embeddings, default)"
 )
 register_generator(
-    "stable-unclip", _stable_unclip, "stable-unclip:<folder> (SD-2.1-unCLIP, OpenCLIP ViT-H-14 space)"
+    "stable-unclip", _stable_unclip,
+    "stable-unclip:<folder or hub id> (SD-2.1-unCLIP, OpenCLIP ViT-H-14 space)",
 )
 register_generator(
-    "kandinsky22", _kandinsky22, "kandinsky22:<folder> (Kandinsky 2.2 decoder, ViT-bigG-14 space)"
+    "kandinsky22", _kandinsky22, "kandinsky22:<folder or hub id> (Kandinsky 2.2 decoder, ViT-bigG-14 space)"
 )
 
 
@@ -452,12 +453,17 @@ register_captioner(
     _sidecar_captioner,
     "sidecar[:<captions.csv or folder>] (user captions: CSV image,caption or <stem>.txt files; offline default)",
 )
-register_captioner("hf", _hf_captioner, "hf:<folder> (transformers image-to-text: BLIP, BLIP-2, GIT)")
 register_captioner(
-    "chat", _chat_captioner, "chat:<folder> (multimodal chat model: Qwen2-VL, LLaVA, SmolVLM, Florence-2)"
+    "hf", _hf_captioner, "hf:<folder or hub id> (transformers image-to-text: BLIP, BLIP-2, GIT)"
+)
+register_captioner(
+    "chat", _chat_captioner,
+    "chat:<folder or hub id> (multimodal chat model: Qwen2-VL, LLaVA, SmolVLM, Florence-2)",
 )
 register_refiner("identity", _identity_refiner, "identity (no diffusion decoder: the LIC image is the output)")
-register_refiner("sd-img2img", _sd_img2img, "sd-img2img:<folder> (Stable Diffusion img2img, caption as prompt)")
+register_refiner(
+    "sd-img2img", _sd_img2img, "sd-img2img:<folder or hub id> (Stable Diffusion img2img, caption as prompt)"
+)
 register_refiner(
     "controlnet-tile",
     _controlnet_tile,

@@ -144,11 +144,12 @@ def diffusers_folder(path: str | os.PathLike, what: str, hint: str) -> Path:
 
 
 def load_diffusers_pipeline(pipeline: str, path: str | os.PathLike, what: str, hint: str, dtype: Any, device: str,
-                            allow_download: bool = False, **kwargs: Any) -> tuple[Any, Path]:
+                            allow_download: bool = False, **kwargs: Any) -> tuple[Any, Path | str]:
     """A diffusers pipeline class by name from a local folder (or the hub if allowed), offline by default.
 
     ``kwargs`` go to ``from_pretrained`` (components, safety-checker switches). Returns the pipeline, moved to
-    ``device`` with its progress bar off, and the local folder (a path that does not exist when downloaded).
+    ``device`` with its progress bar off, and where its weights are: the local folder, or the hub id when it
+    was downloaded (no folder to hash: :class:`DiffusersRuntime` then fingerprints the modules).
     """
     local = Path(path).expanduser()
     if not allow_download and not local.exists() and is_hub_id(str(path)):
@@ -166,7 +167,7 @@ def load_diffusers_pipeline(pipeline: str, path: str | os.PathLike, what: str, h
     except (OSError, ValueError) as exc:
         raise MissingModelError(f"cannot load the {what} from {path}: {exc}") from None
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device), local
+    return pipe.to(device), (local if local.exists() else str(path))
 
 
 SEEDING = "cpu torch.Generator per item, seed + item index"
@@ -197,8 +198,9 @@ class DiffusersRuntime:
         self._fingerprint: str | None = None
 
     def _weights(self) -> list[tuple[Path | str, Any]]:
-        """(local folder or hub id, module) per weight source; a hub id is fingerprinted from the module."""
-        raise NotImplementedError
+        """(local folder or hub id, module) per weight source; a hub id is fingerprinted from the module.
+        Default: the pipeline's folder (every weight file in it), or its UNet when downloaded."""
+        return [(self.path, self.pipe.unet)]
 
     @property
     def fingerprint(self) -> str:

@@ -134,7 +134,7 @@ def clip_embedder(spec: str, device: str = "cpu") -> tuple[Callable[[Any], Any],
 
         def clip(x):
             px = (F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True) - mean) / std
-            if enc.has_text:
+            if enc.has_text_tower:
                 feats = model.get_image_features(pixel_values=px)
             else:
                 feats = model(pixel_values=px).image_embeds

@@ -116,8 +116,9 @@ def child(spec: dict) -> dict:
 
     torch.set_num_threads(int(spec.get("threads", 2)))
     from semzip.codecs.collection import CollectionCodec
+    from semzip.scale.fill import fill_store_from_array
     from semzip.scale.store import EmbeddingStore
-    from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array
+    from semzip.scale.stream import StreamSettings, compress_store
 
     step = spec["step"]
     t0 = time.perf_counter()

@@ -10,7 +10,8 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("ray")
 
 from semzip.codecs.collection import CollectionCodec
-from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_folder
+from semzip.scale.fill import fill_store_from_array, fill_store_from_folder
+from semzip.scale.stream import StreamSettings, compress_store
 from semzip.sparse import make_sparse_embeddings
 
 X = make_sparse_embeddings(1200, 32, n_concepts=60, k=3, noise=0.1, seed=5)

@@ -30,10 +30,10 @@ SKIP = [
                                          "offline thumbnail encoder refuses it")),
     (r"^semzip text ", "caption coding needs the smollm2-135m language model weights"),
     (r"--codec image-text", ("the image-text codec codes captions with the smollm2-135m language model "
-                             "(weights), and takes minutes")),
+                             "(weights); benchmarks/readme_tour.py times it")),
     (r"--engine ray", "starts a Ray cluster of 8 workers (tests/test_distributed.py covers the engine)"),
     (r"^semzip train-lic ", "trains for minutes on a training set"),
-    (r"^semzip eval ", "LPIPS and CLIP metrics need weights; on Kodak it takes about 6 minutes"),
+    (r"^semzip eval ", "LPIPS and CLIP metrics need weights; on Kodak it takes minutes (benchmarks/results/readme_tour.md)"),
 ]
 RUN_AT_LEAST = 9
 

@@ -21,8 +21,9 @@ from semzip.codecs.collection import CollectionCodec
 from semzip.errors import InvalidInputError
 from semzip.format import Container
 from semzip.scale import stream
+from semzip.scale.fill import fill_store_from_array, fill_store_from_file, fill_store_from_folder
 from semzip.scale.store import EmbeddingStore
-from semzip.scale.stream import StreamSettings, compress_store, fill_store_from_array, fill_store_from_file
+from semzip.scale.stream import StreamSettings, compress_store
 from semzip.sparse import DictionaryLearner, make_sparse_embeddings
 
 X = make_sparse_embeddings(3000, 64, n_concepts=120, k=3, noise=0.1, seed=3)
@@ -188,15 +189,15 @@ def test_folder_with_bad_images_streams_and_records_skips(tmp_path):
     (folder / "5.png").write_bytes(b"not a png")
     enc = load_encoder("thumbnail")
     skipped: list[str] = []
-    st = stream.fill_store_from_folder(tmp_path / "st", folder, enc, shard_size=4,
-                                       on_skip=lambda n, r: skipped.append(n))
+    st = fill_store_from_folder(tmp_path / "st", folder, enc, shard_size=4,
+                                on_skip=lambda n, r: skipped.append(n))
     assert st.shard_lengths() == [4, 3, 1] and skipped == ["5.png"]
     assert [s for s, _ in st.skipped()] == ["5.png"]
     assert "5.png" not in st.names() and st.read_shard(0).pixels.tolist() == [24 * 32] * 4
     # changing the folder changes the plan: the old store is not silently mixed with new inputs
     Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(folder / "9.png")
     with pytest.raises(InvalidInputError, match="other inputs"):
-        stream.fill_store_from_folder(tmp_path / "st", folder, enc, shard_size=4)
+        fill_store_from_folder(tmp_path / "st", folder, enc, shard_size=4)
 
 
 def test_cli_stream_engine(tmp_path):

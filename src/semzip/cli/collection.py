@@ -299,7 +299,8 @@ def embed(
     """Embed a collection into an on-disk store (Parquet shards), resumably; compress it later with
     `semzip compress --engine stream --store STORE` (any number of times, with different settings)."""
     from semzip.api import device_kw
-    from semzip.scale.stream import fill_store, make_executor
+    from semzip.scale.fill import fill_store
+    from semzip.scale.stream import make_executor
 
     check_device(device)
     if device is not None:
@@ -438,8 +439,8 @@ def decompress(
     made = {"contact_sheet.png", "generation.json", COMPARISON_SHEET, *(["captions.txt"] if image_text else [])}
     kept = sorted(before - {f.name for f in files} - made)
     if kept:  # --force into a folder that held other files: say so rather than mix them silently
-        err.print(styled(("note:", "yellow"), f" {len(kept)} older file(s) in {output} were kept and are not "
-                         f"from {archive.name} (e.g. {kept[0]}); decode into an empty folder to keep them apart"))
+        _note(f"{len(kept)} older file(s) in {output} were kept and are not from {archive.name} (e.g. {kept[0]}); "
+              "decode into an empty folder to keep them apart")
 
 
 def _decompress_embeddings(a, output: Path, items: list[str] | None, force: bool, device: str | None,

@@ -34,7 +34,7 @@ SUFFIX = ".smzc"
 text_app = App(
     name="text",
     help=(
-        "Lossless caption coding with a small language model: a COCO caption costs ~12 bytes per file, header included "
+        "Lossless caption coding with a small language model: a COCO caption costs ~11 bytes per file, header included "
         f"(files end in {SUFFIX}). The model runs in exact integer arithmetic, so files decode to the same text on any "
         "machine (CPU, GPU, any thread count). Decoding needs the same model (and adapter); files made before (codec 1) "
         "still decode. 'semzip text train' adapts the model to your own captions."
@@ -54,8 +54,6 @@ def _coder(model: str, codec: int = 2, device: str = "cpu", work: int = 1, adapt
     (:func:`semzip.codecs.image_text.caption_coder`, with the kernel that suits the device and the work)."""
     from semzip.codecs.image_text import caption_coder
 
-    if codec == 1 and adapter is not None:
-        raise InvalidInputError("codec-1 files (the float model) never used adapters: drop --adapter")
     return caption_coder(model, codec, kernel=None if codec == 1 else _kernel(device, work), adapter=adapter)
 
 

@@ -44,19 +44,10 @@ import numpy as np
 from semzip._version import __version__
 from semzip.errors import InvalidInputError
 from semzip.format.container import atomic_file, atomic_write
-from semzip.scale import fill
-from semzip.scale.fill import (  # noqa: F401 - the fill_store_from_* functions are re-exported (__all__)
-    ProgressFactory,
-    fill_store,
-    fill_store_from_array,
-    fill_store_from_file,
-    fill_store_from_folder,
-    no_progress,
-)
+from semzip.scale.fill import ProgressFactory, fill_store, no_progress
 from semzip.scale.store import EmbeddingStore
 
 __all__ = ["LocalExecutor", "StreamSettings", "compress_store", "make_executor"]
-__all__ += fill.__all__  # filling a store moved to semzip.scale.fill; its functions are importable from here too
 
 
 @dataclass
